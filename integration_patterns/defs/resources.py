@@ -1,0 +1,41 @@
+"""Wires one resource per external system from the environment.
+
+Secrets and addresses arrive only here, as ``dg.EnvVar`` resolved when a run starts, so
+they never appear in code, run config or the UI. ``.env.example`` lists every variable with
+the value that points at the local services (``make`` copies it to ``.env``).
+"""
+
+import dagster as dg
+
+from integration_patterns.resources.kafka import KafkaResource
+from integration_patterns.resources.mongo import MongoResource
+from integration_patterns.resources.postgres import PostgresResource
+from integration_patterns.resources.rabbitmq import RabbitMQResource
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The shared resources, keyed by the parameter names assets and ops use."""
+    return dg.Definitions(
+        resources={
+            "postgres": PostgresResource(
+                host=dg.EnvVar("POSTGRES_HOST"),
+                port=dg.EnvVar.int("POSTGRES_PORT"),
+                dbname=dg.EnvVar("POSTGRES_DB"),
+                user=dg.EnvVar("POSTGRES_USER"),
+                password=dg.EnvVar("POSTGRES_PASSWORD"),
+            ),
+            "mongo": MongoResource(
+                host=dg.EnvVar("MONGO_HOST"),
+                port=dg.EnvVar.int("MONGO_PORT"),
+                database=dg.EnvVar("MONGO_DB"),
+            ),
+            "kafka": KafkaResource(bootstrap_servers=dg.EnvVar("KAFKA_BOOTSTRAP_SERVERS")),
+            "rabbitmq": RabbitMQResource(
+                host=dg.EnvVar("RABBITMQ_HOST"),
+                port=dg.EnvVar.int("RABBITMQ_PORT"),
+                username=dg.EnvVar("RABBITMQ_USER"),
+                password=dg.EnvVar("RABBITMQ_PASSWORD"),
+            ),
+        }
+    )

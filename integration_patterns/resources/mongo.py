@@ -1,0 +1,128 @@
+"""MongoDB through pymongo, with the pool options set explicitly.
+
+Works without credentials, because the local MongoDB-wire server (mongo-java-server) has no
+authentication; a username and password are passed only when configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+from pymongo import MongoClient
+from pymongo.database import Database
+from pymongo.errors import ConnectionFailure
+
+from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
+
+
+class MongoResource(dg.ConfigurableResource):
+    """A pooled MongoDB client.
+
+    Example:
+        ```python
+        mongo = MongoResource(database="analytics")
+
+        @dg.asset
+        def counts(mongo: MongoResource) -> list[dict]:
+            return mongo.aggregate("events", [{"$group": {"_id": "$user_id", "n": {"$sum": 1}}}])
+        ```
+    """
+
+    host: str = Field(default="127.0.0.1", description="Server host name or address.")
+    port: int = Field(default=27017, description="Server port.")
+    database: str = Field(default="integration_patterns", description="Default database.")
+    username: str = Field(default="", description="User name; empty for no authentication.")
+    password: str = Field(default="", repr=False, description="Password (secret).")
+    max_pool_size: int = Field(default=20, description="maxPoolSize: most connections.")
+    min_pool_size: int = Field(default=0, description="minPoolSize: connections kept open.")
+    max_idle_time_ms: int = Field(default=60_000, description="maxIdleTimeMS per connection.")
+    wait_queue_timeout_ms: int = Field(
+        default=10_000, description="waitQueueTimeoutMS: wait for a free pooled connection."
+    )
+    server_selection_timeout_ms: int = Field(
+        default=5_000, description="How long to look for a reachable server before failing."
+    )
+    connect_timeout_ms: int = Field(default=5_000, description="TCP connect timeout.")
+    socket_timeout_ms: int = Field(default=60_000, description="Timeout for one operation.")
+
+    _client: MongoClient | None = PrivateAttr(default=None)
+
+    @property
+    def address(self) -> str:
+        """host:port, for messages."""
+        return f"{self.host}:{self.port}"
+
+    def pool_settings(self) -> dict[str, Any]:
+        """The pool options in force, for run metadata."""
+        return {
+            "maxPoolSize": self.max_pool_size,
+            "minPoolSize": self.min_pool_size,
+            "maxIdleTimeMS": self.max_idle_time_ms,
+            "waitQueueTimeoutMS": self.wait_queue_timeout_ms,
+            "serverSelectionTimeoutMS": self.server_selection_timeout_ms,
+        }
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Create the client (pymongo connects lazily, in the background)."""
+        self.client()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Close the client and its pool."""
+        self.close()
+
+    def client(self) -> MongoClient:
+        """The shared client, created on first use."""
+        if self._client is None:
+            credentials = (
+                {"username": self.username, "password": self.password} if self.username else {}
+            )
+            self._client = MongoClient(
+                host=self.host,
+                port=self.port,
+                directConnection=True,
+                connectTimeoutMS=self.connect_timeout_ms,
+                socketTimeoutMS=self.socket_timeout_ms,
+                serverSelectionTimeoutMS=self.server_selection_timeout_ms,
+                appname="integration_patterns",
+                **self.pool_settings(),
+                **credentials,
+            )
+        return self._client
+
+    def close(self) -> None:
+        """Close the client if it was created."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def db(self, name: str | None = None) -> Database:
+        """A database handle (the configured one by default)."""
+        return self.client()[name or self.database]
+
+    def aggregate(
+        self, collection: str, pipeline: Sequence[dict[str, Any]], *, database: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Run an aggregation pipeline with ``allowDiskUse`` and return every document.
+
+        Raises:
+            ServiceUnavailableError: no server answered within the selection timeout.
+        """
+        try:
+            return list(self.db(database)[collection].aggregate(list(pipeline), allowDiskUse=True))
+        except ConnectionFailure as exc:
+            raise ServiceUnavailableError("MongoDB", self.address, exc) from exc
+
+    def health(self) -> Health:
+        """Whether the server answers a ping."""
+
+        def check() -> str:
+            try:
+                self.client().admin.command("ping")
+            except ConnectionFailure as exc:
+                raise ServiceUnavailableError("MongoDB", self.address, exc) from exc
+            return "ping ok"
+
+        return probe("MongoDB", self.address, check)

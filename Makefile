@@ -1,0 +1,49 @@
+# The front door: `make demo` and `make test` install what they need, start the local
+# services and run. Everything is idempotent; a second call reuses what is there.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+RUN := uv run --frozen --env-file .env
+SERVICES := $(RUN) python -m integration_patterns.devstack.services
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+
+.PHONY: install services status down demo test dev pools lint bench
+
+.env:
+	cp .env.example .env
+
+install: .env
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	uv sync --frozen
+
+services: install
+	$(SERVICES) up
+
+status: install
+	$(SERVICES) status
+
+down: install
+	$(SERVICES) down
+
+# The instance lives in .dagster_home, using this repository's dagster.yaml.
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME) && ln -sf $(CURDIR)/dagster.yaml $@
+
+pools: services $(DAGSTER_HOME)/dagster.yaml
+	for pool in postgres mongodb kafka rabbitmq; do \
+	  $(RUN) dagster instance concurrency set $$pool 4 >/dev/null; done
+
+demo: pools
+	$(RUN) python -m integration_patterns.devstack.demo
+
+test: services
+	$(RUN) pytest $(PYTEST_ARGS)
+
+dev: pools
+	$(RUN) dg dev --host 127.0.0.1 --port 3000
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+bench: services
+	$(RUN) python -m bench $(BENCH)

@@ -1,0 +1,31 @@
+"""Run benchmarks: ``python -m bench`` runs all, ``python -m bench upsert`` runs one.
+
+Each benchmark is a module ``bench/<name>.py`` with a ``main() -> None`` that measures and
+calls ``bench.report.write``.
+"""
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+SKIP = {"report", "__main__"}
+
+
+def main(argv: list[str]) -> int:
+    """Run the named benchmarks, or every one."""
+    available = sorted(
+        m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name not in SKIP
+    )
+    chosen = argv or available
+    unknown = set(chosen) - set(available)
+    if unknown:
+        sys.stderr.write(f"unknown benchmark(s) {sorted(unknown)}; available: {available}\n")
+        return 2
+    for name in chosen:
+        importlib.import_module(f"bench.{name}").main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

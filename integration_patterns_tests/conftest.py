@@ -1,0 +1,135 @@
+"""Shared fixtures: resources pointed at the real local services.
+
+The services are started by ``make test`` (``python -m integration_patterns.devstack.services
+up``). A fixture whose service does not answer *fails* the tests that use it, with the
+service's own error: a suite that skipped when PostgreSQL is down would pass without testing
+anything.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from integration_patterns.resources.kafka import KafkaResource
+from integration_patterns.resources.mongo import MongoResource
+from integration_patterns.resources.postgres import PostgresResource
+from integration_patterns.resources.rabbitmq import RabbitMQResource
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _load_env_defaults() -> None:
+    """Use .env (or .env.example) for variables the caller did not set, like `dg dev` does."""
+    env_file = PROJECT / ".env"
+    if not env_file.exists():
+        env_file = PROJECT / ".env.example"
+    for line in env_file.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            os.environ.setdefault(key.strip(), value.strip())
+
+
+_load_env_defaults()
+
+
+def require_healthy(resource) -> None:
+    """Fail (never skip) when the service behind ``resource`` does not answer."""
+    health = resource.health()
+    if not health.ok:
+        pytest.fail(
+            f"{health.service} at {health.address} is not answering ({health.detail}); "
+            "start the services with `make services`",
+            pytrace=False,
+        )
+
+
+def postgres_from_env(**overrides) -> PostgresResource:
+    """A PostgresResource configured like the code location's, with overrides."""
+    return PostgresResource(
+        **{
+            "host": os.environ["POSTGRES_HOST"],
+            "port": int(os.environ["POSTGRES_PORT"]),
+            "dbname": os.environ["POSTGRES_DB"],
+            "user": os.environ["POSTGRES_USER"],
+            "password": os.environ["POSTGRES_PASSWORD"],
+            **overrides,
+        }
+    )
+
+
+def mongo_from_env(**overrides) -> MongoResource:
+    """A MongoResource configured like the code location's, with overrides."""
+    return MongoResource(
+        **{
+            "host": os.environ["MONGO_HOST"],
+            "port": int(os.environ["MONGO_PORT"]),
+            "database": os.environ["MONGO_DB"],
+            **overrides,
+        }
+    )
+
+
+def kafka_from_env(**overrides) -> KafkaResource:
+    """A KafkaResource configured like the code location's, with overrides."""
+    return KafkaResource(
+        **{"bootstrap_servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"], **overrides}
+    )
+
+
+def rabbitmq_from_env(**overrides) -> RabbitMQResource:
+    """A RabbitMQResource configured like the code location's, with overrides."""
+    return RabbitMQResource(
+        **{
+            "host": os.environ["RABBITMQ_HOST"],
+            "port": int(os.environ["RABBITMQ_PORT"]),
+            "username": os.environ["RABBITMQ_USER"],
+            "password": os.environ["RABBITMQ_PASSWORD"],
+            **overrides,
+        }
+    )
+
+
+@pytest.fixture
+def postgres() -> Iterator[PostgresResource]:
+    """An open pool on the local PostgreSQL, closed after the test."""
+    resource = postgres_from_env()
+    require_healthy(resource)
+    yield resource
+    resource.close()
+
+
+@pytest.fixture
+def mongo() -> Iterator[MongoResource]:
+    """A client of the local MongoDB-wire server."""
+    resource = mongo_from_env()
+    require_healthy(resource)
+    yield resource
+    resource.close()
+
+
+@pytest.fixture
+def kafka() -> KafkaResource:
+    """Client factory for the local Kafka broker."""
+    resource = kafka_from_env()
+    require_healthy(resource)
+    return resource
+
+
+@pytest.fixture
+def rabbitmq() -> RabbitMQResource:
+    """Connections to the local RabbitMQ."""
+    resource = rabbitmq_from_env()
+    require_healthy(resource)
+    return resource
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix, so tests sharing one server never see each other's data."""
+    return uuid.uuid4().hex[:10]

@@ -133,3 +133,13 @@ def rabbitmq() -> RabbitMQResource:
 def unique() -> str:
     """A short unique suffix, so tests sharing one server never see each other's data."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A local TCP port nothing listens on (bound, read, released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

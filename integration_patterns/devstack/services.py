@@ -79,12 +79,25 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def wait_until(name: str, ready: Callable[[], bool], timeout: float, logfile: Path) -> None:
-    """Poll ``ready`` until it holds; never a fixed sleep. Fails naming the service."""
+def wait_until(
+    name: str,
+    ready: Callable[[], bool],
+    timeout: float,
+    logfile: Path,
+    exited: Callable[[], bool] = lambda: False,
+) -> None:
+    """Poll ``ready`` until it holds; never a fixed sleep. Fails naming the service.
+
+    A process that ``exited`` while we wait fails at once instead of after the timeout.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ready():
             return
+        if exited():
+            raise ServiceError(
+                f"{name} exited during start-up; last lines of {logfile}:\n{tail(logfile)}"
+            )
         time.sleep(0.3)
     raise ServiceError(
         f"{name} did not become ready within {timeout:.0f}s; last lines of {logfile}:\n"
@@ -94,9 +107,7 @@ def wait_until(name: str, ready: Callable[[], bool], timeout: float, logfile: Pa
 
 def apt_install(*packages: str) -> None:
     """Install Debian packages that are missing (one ``apt-get update`` first)."""
-    missing = [
-        p for p in packages if run(["dpkg", "-s", p], check=False).returncode != 0
-    ]
+    missing = [p for p in packages if run(["dpkg", "-s", p], check=False).returncode != 0]
     if not missing:
         return
     log(f"apt-get install {' '.join(missing)}")
@@ -114,24 +125,49 @@ def maven_libs(name: str) -> Path:
         return target
     log(f"fetching {name} jars from Maven Central")
     shutil.rmtree(target, ignore_errors=True)
-    run([
-        "mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={target}",
-    ])
+    run(
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={target}",
+        ]
+    )
     stamp.touch()
     return target
 
 
-def start_process(name: str, cmd: list[str], logfile: Path) -> int:
+def start_process(name: str, cmd: list[str], logfile: Path) -> subprocess.Popen:
     """Start a long-running process in its own session, remembering its pid."""
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with logfile.open("ab") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=HOME,
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=HOME,
         )
     (HOME / f"{name}.pid").write_text(str(proc.pid))
-    return proc.pid
+    return proc
+
+
+def start_and_wait(
+    name: str, cmd: list[str], logfile: Path, ready: Callable[[], bool], timeout: float
+) -> None:
+    """Start a process and wait until it is ready; never leave a half-started one behind."""
+    proc = start_process(name, cmd, logfile)
+    try:
+        # poll() also reaps the child, which a signal-0 probe of a zombie would not notice.
+        wait_until(name, ready, timeout, logfile, exited=lambda: proc.poll() is not None)
+    except ServiceError:
+        stop_process(name, timeout=5)
+        raise
 
 
 def pid_alive(name: str) -> int | None:
@@ -179,15 +215,15 @@ PG_LOG = Path(f"/var/log/postgresql/postgresql-{PG_VERSION}-main.log")
 
 def _psql(sql: str, db: str = "postgres") -> str:
     return run(
-        ["runuser", "-u", "postgres", "--", "psql", "-p", str(PG_PORT), "-d", db,
-         "-tAc", sql]
+        ["runuser", "-u", "postgres", "--", "psql", "-p", str(PG_PORT), "-d", db, "-tAc", sql]
     ).stdout.strip()
 
 
 def _pg_ready() -> bool:
-    return port_open(PG_PORT) and run(
-        ["pg_isready", "-h", HOST, "-p", str(PG_PORT)], check=False
-    ).returncode == 0
+    return (
+        port_open(PG_PORT)
+        and run(["pg_isready", "-h", HOST, "-p", str(PG_PORT)], check=False).returncode == 0
+    )
 
 
 def postgres_up() -> None:
@@ -198,13 +234,22 @@ def postgres_up() -> None:
         run(["pg_createcluster", PG_VERSION, "main", "-p", str(PG_PORT)])
     if not _pg_ready():
         log("starting PostgreSQL")
-        run([
-            "pg_ctlcluster", PG_VERSION, "main", "start", "--",
-            "-o", f"-c listen_addresses={HOST} -c port={PG_PORT}",
-        ], check=False)
+        run(
+            [
+                "pg_ctlcluster",
+                PG_VERSION,
+                "main",
+                "start",
+                "--",
+                "-o",
+                f"-c listen_addresses={HOST} -c port={PG_PORT}",
+            ],
+            check=False,
+        )
         wait_until("postgresql", _pg_ready, 60, PG_LOG)
     if _psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{PG_USER}'") != "1":
-        _psql(f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}' CREATEDB")
+        # CREATEROLE lets tests make throw-away roles (e.g. to trace a secret end to end).
+        _psql(f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}' CREATEDB CREATEROLE")
     for db in PG_DATABASES:
         if _psql(f"SELECT 1 FROM pg_database WHERE datname = '{db}'") != "1":
             _psql(f"CREATE DATABASE {db} OWNER {PG_USER}")
@@ -230,9 +275,11 @@ RABBIT_LOG_DIR = Path("/var/log/rabbitmq")
 
 
 def _rabbit_ready() -> bool:
-    return port_open(RABBIT_PORT) and run(
-        ["rabbitmqctl", "-q", "status"], check=False, env=RABBIT_ENV, timeout=30
-    ).returncode == 0
+    return (
+        port_open(RABBIT_PORT)
+        and run(["rabbitmqctl", "-q", "status"], check=False, env=RABBIT_ENV, timeout=30).returncode
+        == 0
+    )
 
 
 def rabbitmq_up() -> None:
@@ -256,9 +303,11 @@ def rabbitmq_down() -> None:
 
 KAFKA_LOG = HOME / "kafka" / "kafka.log"
 # A fixed cluster id lets --ignore-formatted reuse the data dir across restarts.
-KAFKA_CLUSTER_ID = base64.urlsafe_b64encode(
-    uuid.uuid5(uuid.NAMESPACE_DNS, "integration-patterns.kafka").bytes
-).decode().rstrip("=")
+KAFKA_CLUSTER_ID = (
+    base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_DNS, "integration-patterns.kafka").bytes)
+    .decode()
+    .rstrip("=")
+)
 
 
 def _kafka_ready() -> bool:
@@ -292,17 +341,43 @@ def kafka_up() -> None:
     )
     logcfg = f"-Dlog4j2.configurationFile={HERE / 'kafka' / 'log4j2.properties'}"
     classpath = f"{libs}/*"
-    run([
-        "java", "-Xmx256m", logcfg, "-cp", classpath, "kafka.tools.StorageTool", "format",
-        "--standalone", "--ignore-formatted", "-t", KAFKA_CLUSTER_ID, "-c", str(props),
-    ])
+    run(
+        [
+            "java",
+            "-Xmx256m",
+            logcfg,
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "--ignore-formatted",
+            "-t",
+            KAFKA_CLUSTER_ID,
+            "-c",
+            str(props),
+        ]
+    )
     KAFKA_LOG.unlink(missing_ok=True)
     log("starting Kafka")
-    start_process("kafka", [
-        "java", "-Xms512m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true", logcfg,
-        "-cp", classpath, "kafka.Kafka", str(props),
-    ], KAFKA_LOG)
-    wait_until("kafka", _kafka_ready, 120, KAFKA_LOG)
+    start_and_wait(
+        "kafka",
+        [
+            "java",
+            "-Xms512m",
+            "-Xmx512m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            logcfg,
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(props),
+        ],
+        KAFKA_LOG,
+        _kafka_ready,
+        120,
+    )
 
 
 def kafka_down() -> None:
@@ -322,12 +397,23 @@ def mongo_up() -> None:
     libs = maven_libs("mongo")
     (HOME / "mongo").mkdir(parents=True, exist_ok=True)
     log("starting the MongoDB-wire server")
-    start_process("mongo", [
-        "java", "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-        "-cp", f"{libs}/*", str(HERE / "mongo" / "MongoServerMain.java"),
-        HOST, str(MONGO_PORT), str(HOME / "mongo" / "db.mv"),
-    ], MONGO_LOG)
-    wait_until("mongodb", lambda: port_open(MONGO_PORT), 90, MONGO_LOG)
+    start_and_wait(
+        "mongo",
+        [
+            "java",
+            "-Xmx512m",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            "-cp",
+            f"{libs}/*",
+            str(HERE / "mongo" / "MongoServerMain.java"),
+            HOST,
+            str(MONGO_PORT),
+            str(HOME / "mongo" / "db.mv"),
+        ],
+        MONGO_LOG,
+        lambda: port_open(MONGO_PORT),
+        90,
+    )
 
 
 def mongo_down() -> None:
@@ -339,8 +425,9 @@ SERVICES = {
     s.name: s
     for s in (
         Service("postgresql", PG_PORT, postgres_up, _pg_ready, postgres_down),
-        Service("rabbitmq", RABBIT_PORT, rabbitmq_up, lambda: port_open(RABBIT_PORT),
-                rabbitmq_down),
+        Service(
+            "rabbitmq", RABBIT_PORT, rabbitmq_up, lambda: port_open(RABBIT_PORT), rabbitmq_down
+        ),
         Service("kafka", KAFKA_PORT, kafka_up, _kafka_ready, kafka_down),
         Service("mongodb", MONGO_PORT, mongo_up, lambda: port_open(MONGO_PORT), mongo_down),
     )
@@ -368,8 +455,9 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"FAILED {service.name}: {exc}")
                 failed = True
                 continue
-            log(f"{service.name} ready on {HOST}:{service.port} "
-                f"({time.monotonic() - started:.1f}s)")
+            log(
+                f"{service.name} ready on {HOST}:{service.port} ({time.monotonic() - started:.1f}s)"
+            )
         elif args.action == "down":
             service.down()
             log(f"{service.name} stopped")

@@ -39,9 +39,7 @@ class KafkaResource(dg.ConfigurableResource):
     request_timeout_s: float = Field(
         default=10.0, description="Seconds to wait for metadata, offsets and admin calls."
     )
-    session_timeout_ms: int = Field(
-        default=10_000, description="Consumer group session timeout."
-    )
+    session_timeout_ms: int = Field(default=10_000, description="Consumer group session timeout.")
     max_poll_interval_ms: int = Field(
         default=300_000, description="Must exceed the worst-case time to process one batch."
     )

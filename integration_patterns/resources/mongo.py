@@ -85,7 +85,6 @@ class MongoResource(dg.ConfigurableResource):
                 directConnection=True,
                 connectTimeoutMS=self.connect_timeout_ms,
                 socketTimeoutMS=self.socket_timeout_ms,
-                serverSelectionTimeoutMS=self.server_selection_timeout_ms,
                 appname="integration_patterns",
                 **self.pool_settings(),
                 **credentials,

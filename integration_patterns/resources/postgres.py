@@ -45,6 +45,8 @@ def _counting_cursor(counter: QueryCounter) -> type[psycopg.Cursor]:
 
     class CountingCursor(psycopg.Cursor):
         def execute(self, query, params=None, **kwargs):  # type: ignore[override]
+            if not query:  # the pool's own liveness probe, not a statement of ours
+                return super().execute(query, params, **kwargs)
             try:
                 result = super().execute(query, params, **kwargs)
             except Exception:

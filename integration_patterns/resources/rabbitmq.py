@@ -50,7 +50,7 @@ class RabbitMQResource(dg.ConfigurableResource):
         return f"{self.host}:{self.port}"
 
     def parameters(self) -> pika.ConnectionParameters:
-        """pika connection parameters (the password stays in the credentials object)."""
+        """Connection parameters for pika (the password stays in the credentials object)."""
         return pika.ConnectionParameters(
             host=self.host,
             port=self.port,
@@ -129,7 +129,7 @@ class RabbitMQResource(dg.ConfigurableResource):
         def check() -> str:
             with self.connection() as conn:
                 conn.channel().close()
-                props = conn._impl.server_properties  # noqa: SLF001 - pika exposes no getter
+                props = conn._impl.server_properties  # pika exposes no public getter
             version = props.get("version", b"?")
             return f"RabbitMQ {version.decode() if isinstance(version, bytes) else version}"
 

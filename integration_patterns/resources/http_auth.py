@@ -1,0 +1,140 @@
+"""OAuth2 client-credentials tokens: fetched once, cached until shortly before expiry.
+
+One provider is shared by every request of a client (and every thread): the lock makes
+sure a burst of callers at expiry triggers one token request, not one each. After a 401
+the client asks for :meth:`OAuth2ClientCredentials.refresh` with the token that was
+refused; if another thread already replaced it, that new token is returned without a
+second round trip, so a revocation costs exactly one refresh. The client secret and every
+token are registered with the :class:`Redactor`, so they are masked wherever they might be
+logged or raised.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+
+from integration_patterns.resources.http_errors import (
+    AuthError,
+    ConnectionFailedError,
+    Redactor,
+    ServerError,
+    excerpt,
+    mask_url,
+)
+
+AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+class OAuth2ClientCredentials:
+    """Access tokens for ``client_id`` from ``token_url`` (RFC 6749 section 4.4)."""
+
+    def __init__(
+        self,
+        *,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str = "",
+        auth_method: str = "client_secret_basic",
+        refresh_margin: float = 30.0,
+        http: httpx.Client,
+        redact: Redactor,
+        attempts: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if auth_method not in AUTH_METHODS:
+            raise ValueError(f"auth_method must be one of {AUTH_METHODS}, got {auth_method!r}")
+        if not client_id or not client_secret:
+            raise ValueError("client_id and client_secret are required")
+        self.token_url = token_url
+        self.client_id = client_id
+        self._secret = client_secret
+        self.scope = scope
+        self.auth_method = auth_method
+        self.refresh_margin = refresh_margin
+        self._http = http
+        self._redact = redact
+        self._attempts = attempts
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.fetched = 0
+        self.forced_refreshes = 0
+        redact.add(client_secret)
+
+    def token(self) -> str:
+        """A valid access token, from the cache unless it expires within the margin."""
+        with self._lock:
+            if self._token is None or self._clock() >= self._expires_at - self.refresh_margin:
+                self._fetch()
+            assert self._token is not None
+            return self._token
+
+    def refresh(self, refused: str) -> str:
+        """Replace ``refused`` (the token a 401 rejected) unless another caller already did."""
+        with self._lock:
+            if self._token == refused:
+                self.forced_refreshes += 1
+                self._fetch()
+            assert self._token is not None
+            return self._token
+
+    def _fetch(self) -> None:
+        form = {"grant_type": "client_credentials"}
+        if self.scope:
+            form["scope"] = self.scope
+        auth: httpx.BasicAuth | None = None
+        if self.auth_method == "client_secret_basic":
+            auth = httpx.BasicAuth(self.client_id, self._secret)
+        else:
+            form |= {"client_id": self.client_id, "client_secret": self._secret}
+        url = mask_url(self.token_url, self._redact)
+        last: Exception | None = None
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = self._http.post(self.token_url, data=form, auth=auth)
+            except httpx.TransportError as exc:
+                last = ConnectionFailedError(
+                    f"token request failed ({type(exc).__name__})",
+                    method="POST",
+                    url=url,
+                    attempts=attempt,
+                )
+                time.sleep(min(0.2 * 2**attempt, 2.0))
+                continue
+            if response.status_code >= 500:
+                last = ServerError(
+                    "token endpoint error",
+                    method="POST",
+                    url=url,
+                    status=response.status_code,
+                    body=excerpt(response.text, self._redact),
+                    attempts=attempt,
+                )
+                time.sleep(min(0.2 * 2**attempt, 2.0))
+                continue
+            if response.status_code != 200:
+                raise AuthError(
+                    "token request refused",
+                    method="POST",
+                    url=url,
+                    status=response.status_code,
+                    body=excerpt(response.text, self._redact),
+                    attempts=attempt,
+                )
+            body = response.json()
+            token = body.get("access_token")
+            if not token:
+                raise AuthError("token response without access_token", method="POST", url=url)
+            self._redact.add(token)
+            self._token = token
+            self._expires_at = self._clock() + float(body.get("expires_in", 3600))
+            self.fetched += 1
+            return
+        assert last is not None
+        raise last

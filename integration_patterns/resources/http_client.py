@@ -1,0 +1,348 @@
+"""A resilient REST client over httpx: one place that decides what each response means.
+
+Routing: 2xx returns; 401 gets exactly one forced token refresh, then an ``AuthError``;
+429 waits for ``Retry-After`` (seconds or HTTP-date, clamped) and pauses every request
+sharing the process's budget; 5xx, timeouts and dropped connections retry with
+exponential backoff and jitter; any other 4xx fails at once with the status, the masked
+URL and an excerpt of the body. A circuit breaker turns a run of failures into fast
+failures. Every attempt is logged once (method, masked URL, status, latency, attempt) and
+counted in :class:`CallStats`, whose p50/p95 latencies go into run metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from integration_patterns.resources.http_auth import OAuth2ClientCredentials
+from integration_patterns.resources.http_errors import (
+    AuthError,
+    CircuitOpenError,
+    ClientError,
+    ConnectionFailedError,
+    HttpApiError,
+    RateLimitedError,
+    Redactor,
+    RequestTimeoutError,
+    ServerError,
+    excerpt,
+    mask_url,
+)
+from integration_patterns.resources.http_limits import (
+    CircuitBreaker,
+    RateLimiter,
+    ServerHint,
+    reset_from_header,
+)
+from integration_patterns.resources.http_paginate import CursorPaginator, Paginator, dig
+from integration_patterns.resources.http_retry import RETRY_STATUSES, RetryPolicy
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class CallStats:
+    """What the client did, for run metadata; safe to share between threads."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+    timeouts: int = 0
+    connection_errors: int = 0
+    reauthentications: int = 0
+    pages: int = 0
+    server_pauses: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        """Increase one counter."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def latency(self, ms: float) -> None:
+        """Record one attempt's latency."""
+        with self._lock:
+            self.requests += 1
+            self.latencies_ms.append(ms)
+
+    def percentile(self, q: int) -> float:
+        """The q-th latency percentile in ms (0 with no requests)."""
+        with self._lock:
+            data = sorted(self.latencies_ms)
+        if len(data) < 2:
+            return round(data[0], 2) if data else 0.0
+        return round(statistics.quantiles(data, n=100, method="inclusive")[q - 1], 2)
+
+    def as_metadata(self) -> dict[str, float | int]:
+        """Counters and latency percentiles, ready for Dagster metadata."""
+        names = (
+            "requests",
+            "retries",
+            "rate_limited",
+            "server_errors",
+            "timeouts",
+            "connection_errors",
+            "reauthentications",
+            "pages",
+            "server_pauses",
+        )
+        with self._lock:
+            counters: dict[str, float | int] = {name: getattr(self, name) for name in names}
+        return counters | {
+            "latency_p50_ms": self.percentile(50),
+            "latency_p95_ms": self.percentile(95),
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of results: its number (1-based), its items and the whole body."""
+
+    number: int
+    items: list[Any]
+    body: Any
+
+
+class RestClient:
+    """Calls one partner API; thread-safe; close it (or use ``with``) when done."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: OAuth2ClientCredentials | None = None,
+        http: httpx.Client | None = None,
+        timeout: httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        limiter: RateLimiter | ServerHint | None = None,
+        breaker: CircuitBreaker | None = None,
+        redact: Redactor | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.http = http or httpx.Client(
+            base_url=base_url, timeout=timeout or httpx.Timeout(30.0, connect=5.0)
+        )
+        self.auth = auth
+        self.retry = retry or RetryPolicy()
+        self.limiter = limiter or ServerHint()
+        self.breaker = breaker
+        self.redact = redact or Redactor()
+        self.log = log or _LOG
+        self.stats = CallStats()
+
+    def __enter__(self) -> RestClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool (an ``http`` client passed in is owned and closed too)."""
+        self.http.close()
+
+    def get_json(self, url: str, *, params: dict[str, Any] | None = None) -> Any:
+        """GET and decode the JSON body."""
+        return self._json(self.request("GET", url, params=params))
+
+    def paginate(
+        self,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        paginator: Paginator | None = None,
+        data_path: str = "data",
+    ) -> Iterator[Page]:
+        """Yield every page, following ``paginator`` (a cursor in ``next_cursor`` by default)."""
+        paginator = paginator or CursorPaginator()
+        url, query = paginator.first_request(url, dict(params or {}))
+        number = 0
+        while True:
+            response = self.request("GET", url, params=query)
+            body = self._json(response)
+            items = dig(body, data_path)
+            if not isinstance(items, list):
+                raise HttpApiError(
+                    f"response has no list at {data_path!r}",
+                    method="GET",
+                    url=self._masked(response.request),
+                    status=response.status_code,
+                    body=excerpt(response.text, self.redact),
+                )
+            number += 1
+            self.stats.add("pages")
+            paginator.update_state(body, items)
+            yield Page(number, items, body)
+            if not paginator.has_next_page:
+                return
+            url, query = paginator.next_request(url, query)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> httpx.Response:
+        """Send one logical request, retrying as the module docstring describes."""
+        retries, attempt, reauthenticated = 0, 0, False
+        while True:
+            attempt += 1
+            # params=None, not {}: httpx replaces a URL's own query with an empty mapping
+            request = self.http.build_request(method, url, params=params or None, json=json_body)
+            self._guard(request, attempt)
+            token = self.auth.token() if self.auth else None
+            if token:
+                request.headers["Authorization"] = f"Bearer {token}"
+            started = time.perf_counter()
+            try:
+                response = self.http.send(request)
+                response.read()
+            except httpx.TransportError as exc:
+                timed_out = isinstance(exc, httpx.TimeoutException)
+                self._record(request, type(exc).__name__, started, attempt)
+                self.stats.add("timeouts" if timed_out else "connection_errors")
+                self._failed()
+                if retries < self.retry.max_retries:
+                    retries += 1
+                    self._sleep(self.retry.backoff(retries))
+                    continue
+                error = RequestTimeoutError if timed_out else ConnectionFailedError
+                what = "timed out" if timed_out else f"connection failed ({type(exc).__name__})"
+                raise error(
+                    f"request {what} on every attempt (timeouts: {self._timeouts()})",
+                    method=method,
+                    url=self._masked(request),
+                    attempts=attempt,
+                ) from None
+            self._record(request, response.status_code, started, attempt)
+            self._observe_budget(response)
+            status = response.status_code
+            if status < 400:
+                self._succeeded()
+                return response
+            if status == 401 and self.auth is not None and token and not reauthenticated:
+                reauthenticated = True  # exactly one forced refresh per logical request
+                self.stats.add("reauthentications")
+                self.auth.refresh(token)
+                continue
+            if status in RETRY_STATUSES:
+                if status == 429:
+                    self.stats.add("rate_limited")
+                else:
+                    self.stats.add("server_errors")
+                    self._failed()
+                if retries < self.retry.max_retries:
+                    retries += 1
+                    self.stats.add("retries")
+                    wait = self.retry.wait(retries, response.headers.get("Retry-After"))
+                    if status == 429:
+                        self.limiter.pause(wait)  # everyone sharing the budget holds off
+                    else:
+                        self._sleep(wait)
+                    continue
+            if status < 500:
+                self._succeeded()  # a 4xx answer still means the partner is up
+            raise self._error(method, request, response, attempt)
+
+    def _guard(self, request: httpx.Request, attempt: int) -> None:
+        """Fail fast while the circuit is open; otherwise wait for the request budget."""
+        if self.breaker is not None:
+            left = self.breaker.allow()
+            if left is not None:
+                raise CircuitOpenError(
+                    f"circuit open after repeated failures, {left:.1f}s of cool-down left",
+                    method=request.method,
+                    url=self._masked(request),
+                    attempts=attempt - 1,
+                )
+        self.limiter.acquire()
+
+    def _error(
+        self, method: str, request: httpx.Request, response: httpx.Response, attempt: int
+    ) -> HttpApiError:
+        status = response.status_code
+        error: type[HttpApiError]
+        if status == 429:
+            error, what = RateLimitedError, "still rate limited"
+        elif status >= 500:
+            error, what = ServerError, "partner server error"
+        elif status == 401:
+            error, what = AuthError, "unauthorized even after a token refresh"
+        else:
+            error, what = ClientError, "request rejected"
+        return error(
+            what,
+            method=method,
+            url=self._masked(request),
+            status=status,
+            body=excerpt(response.text, self.redact),
+            attempts=attempt,
+        )
+
+    def _observe_budget(self, response: httpx.Response) -> None:
+        """Pause before the partner has to say 429 when its headers say the budget is spent."""
+        remaining = response.headers.get("X-RateLimit-Remaining")
+        reset = reset_from_header(response.headers.get("X-RateLimit-Reset"))
+        if remaining is None or reset is None:
+            return
+        try:
+            spent = int(float(remaining)) <= 0
+        except ValueError:
+            return
+        if spent and reset > 0:
+            self.stats.add("server_pauses")
+            self.limiter.pause(reset)
+
+    def _record(
+        self, request: httpx.Request, status: int | str, started: float, attempt: int
+    ) -> None:
+        ms = (time.perf_counter() - started) * 1000
+        self.stats.latency(ms)
+        if self.log.isEnabledFor(logging.INFO):
+            self.log.info(
+                f"{request.method} {self._masked(request)} -> {status} "
+                f"in {ms:.1f} ms (attempt {attempt})"
+            )
+
+    def _masked(self, request: httpx.Request) -> str:
+        return mask_url(str(request.url), self.redact)
+
+    def _timeouts(self) -> str:
+        t = self.http.timeout
+        return f"connect {t.connect}s, read {t.read}s"
+
+    def _failed(self) -> None:
+        if self.breaker is not None:
+            self.breaker.record_failure()
+
+    def _succeeded(self) -> None:
+        if self.breaker is not None:
+            self.breaker.record_success()
+
+    @staticmethod
+    def _sleep(seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise HttpApiError(
+                "response is not JSON",
+                method=response.request.method,
+                url=self._masked(response.request),
+                status=response.status_code,
+                body=excerpt(response.text, self.redact),
+            ) from None

@@ -1,0 +1,56 @@
+"""The local services manager: idempotent `up`, truthful `status`, clear failures."""
+
+import os
+import subprocess
+import sys
+
+from integration_patterns.devstack import services
+from integration_patterns_tests.conftest import PROJECT
+
+
+def _manager(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "integration_patterns.devstack.services", *args],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_status_reports_every_service_up():
+    result = _manager("status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("postgresql", "rabbitmq", "kafka", "mongodb"):
+        assert f"{name} " in result.stdout and "down" not in result.stdout
+
+
+def test_second_up_reuses_running_services():
+    pids_before = {name: services.pid_alive(name) for name in ("kafka", "mongo")}
+    result = _manager("up")
+    assert result.returncode == 0, result.stderr
+    assert "starting" not in result.stderr  # nothing was started again
+    assert {name: services.pid_alive(name) for name in ("kafka", "mongo")} == pids_before
+
+
+def test_unknown_service_is_a_usage_error():
+    result = _manager("up", "redis")
+    assert result.returncode == 2
+    assert "unknown service(s): redis" in result.stderr
+
+
+def test_a_service_that_cannot_start_fails_naming_it_with_its_log(tmp_path, free_port):
+    # A Mongo server on a port that java cannot bind (already taken by our listener).
+    import socket
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", free_port))
+        # Not listening: the port is taken but refuses connections, so the readiness check
+        # can never pass and the manager must give up with a clear message.
+        result = _manager(
+            "up", "mongodb", env={"MONGO_PORT": str(free_port), "DEVSTACK_HOME": str(tmp_path)}
+        )
+    assert result.returncode == 1
+    assert "FAILED mongodb" in result.stderr
+    assert "mongo.log" in result.stderr

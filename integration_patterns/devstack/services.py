@@ -436,7 +436,7 @@ SERVICES = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Install, start, check and stop local services.")
     parser.add_argument("action", choices=["up", "status", "down"])
     parser.add_argument("services", nargs="*", help=f"any of {', '.join(SERVICES)}")
     args = parser.parse_args(argv)

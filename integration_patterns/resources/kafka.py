@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # pyright: ignore[reportPrivateImportUsage]
 from pydantic import Field
 
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe

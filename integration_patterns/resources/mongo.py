@@ -76,9 +76,10 @@ class MongoResource(dg.ConfigurableResource):
     def client(self) -> MongoClient:
         """The shared client, created on first use."""
         if self._client is None:
-            credentials = (
+            credentials: dict[str, Any] = (
                 {"username": self.username, "password": self.password} if self.username else {}
             )
+            pool: dict[str, Any] = self.pool_settings()
             self._client = MongoClient(
                 host=self.host,
                 port=self.port,
@@ -86,7 +87,7 @@ class MongoResource(dg.ConfigurableResource):
                 connectTimeoutMS=self.connect_timeout_ms,
                 socketTimeoutMS=self.socket_timeout_ms,
                 appname="integration_patterns",
-                **self.pool_settings(),
+                **pool,
                 **credentials,
             )
         return self._client

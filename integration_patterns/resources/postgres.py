@@ -97,7 +97,7 @@ class PostgresResource(dg.ConfigurableResource):
         default="integration_patterns", description="Shown in pg_stat_activity."
     )
 
-    _pool: ConnectionPool | None = PrivateAttr(default=None)
+    _pool: ConnectionPool[psycopg.Connection] | None = PrivateAttr(default=None)
     _counter: QueryCounter = PrivateAttr(default_factory=QueryCounter)
 
     @property
@@ -133,7 +133,7 @@ class PostgresResource(dg.ConfigurableResource):
         """Open and pre-warm the pool; fail naming host and port if the server is down."""
         if self._pool is not None:
             return
-        pool = ConnectionPool(
+        pool: ConnectionPool[psycopg.Connection] = ConnectionPool(
             kwargs={**self._connect_kwargs(), "cursor_factory": _counting_cursor(self._counter)},
             min_size=self.min_size,
             max_size=self.max_size,
@@ -164,7 +164,7 @@ class PostgresResource(dg.ConfigurableResource):
             self._pool = None
 
     @property
-    def pool(self) -> ConnectionPool:
+    def pool(self) -> ConnectionPool[psycopg.Connection]:
         """The open pool (opened on first use outside a run, e.g. in a sensor or a test)."""
         if self._pool is None:
             self.open()

@@ -129,8 +129,6 @@ class RabbitMQResource(dg.ConfigurableResource):
         def check() -> str:
             with self.connection() as conn:
                 conn.channel().close()
-                props = conn._impl.server_properties  # pika exposes no public getter
-            version = props.get("version", b"?")
-            return f"RabbitMQ {version.decode() if isinstance(version, bytes) else version}"
+            return "connection and channel opened"
 
         return probe("RabbitMQ", self.address, check)

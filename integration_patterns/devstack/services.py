@@ -310,7 +310,8 @@ KAFKA_CLUSTER_ID = (
 )
 
 
-def _kafka_ready() -> bool:
+def _kafka_started() -> bool:
+    """The broker logs this line once it serves clients (the port opens a little earlier)."""
     return port_open(KAFKA_PORT) and "Kafka Server started" in (
         KAFKA_LOG.read_text(errors="replace") if KAFKA_LOG.exists() else ""
     )

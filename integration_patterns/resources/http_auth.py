@@ -11,9 +11,11 @@ logged or raised.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 import httpx
 
@@ -88,16 +90,18 @@ class OAuth2ClientCredentials:
         form = {"grant_type": "client_credentials"}
         if self.scope:
             form["scope"] = self.scope
-        auth: httpx.BasicAuth | None = None
+        headers: dict[str, str] = {}
         if self.auth_method == "client_secret_basic":
-            auth = httpx.BasicAuth(self.client_id, self._secret)
+            # RFC 6749 2.3.1: form-urlencode id and secret before base64 (httpx.BasicAuth doesn't)
+            pair = f"{quote(self.client_id, safe='')}:{quote(self._secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         else:
             form |= {"client_id": self.client_id, "client_secret": self._secret}
         url = mask_url(self.token_url, self._redact)
         last: Exception | None = None
         for attempt in range(1, self._attempts + 1):
             try:
-                response = self._http.post(self.token_url, data=form, auth=auth)
+                response = self._http.post(self.token_url, data=form, headers=headers)
             except httpx.TransportError as exc:
                 last = ConnectionFailedError(
                     f"token request failed ({type(exc).__name__})",

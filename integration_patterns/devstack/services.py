@@ -376,7 +376,7 @@ def kafka_up() -> None:
             str(props),
         ],
         KAFKA_LOG,
-        _kafka_ready,
+        _kafka_started,
         120,
     )
 
@@ -429,7 +429,7 @@ SERVICES = {
         Service(
             "rabbitmq", RABBIT_PORT, rabbitmq_up, lambda: port_open(RABBIT_PORT), rabbitmq_down
         ),
-        Service("kafka", KAFKA_PORT, kafka_up, _kafka_ready, kafka_down),
+        Service("kafka", KAFKA_PORT, kafka_up, lambda: port_open(KAFKA_PORT), kafka_down),
         Service("mongodb", MONGO_PORT, mongo_up, lambda: port_open(MONGO_PORT), mongo_down),
     )
 }

@@ -18,6 +18,7 @@ from pika.exceptions import AMQPConnectionError
 from pydantic import Field
 
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
+from integration_patterns.resources.rabbitmq_publisher import ConfirmedStreamPublisher
 
 
 class RabbitMQResource(dg.ConfigurableResource):
@@ -43,6 +44,9 @@ class RabbitMQResource(dg.ConfigurableResource):
         default=60.0, description="Fail when the broker blocks publishing (resource alarm)."
     )
     connection_attempts: int = Field(default=1, description="Connection attempts.")
+    connection_name: str = Field(
+        default="integration_patterns", description="Shown in the broker's connection list."
+    )
 
     @property
     def address(self) -> str:
@@ -61,6 +65,7 @@ class RabbitMQResource(dg.ConfigurableResource):
             stack_timeout=self.socket_timeout_s * 2,
             blocked_connection_timeout=self.blocked_connection_timeout_s,
             connection_attempts=self.connection_attempts,
+            client_properties={"connection_name": self.connection_name},
         )
 
     @contextmanager
@@ -121,6 +126,14 @@ class RabbitMQResource(dg.ConfigurableResource):
                 headers=headers,
             ),
             mandatory=True,
+        )
+
+    def stream_publisher(
+        self, *, window: int = 1000, stall_timeout_s: float = 30.0
+    ) -> ConfirmedStreamPublisher:
+        """A publisher that keeps ``window`` messages in flight and waits for every confirm."""
+        return ConfirmedStreamPublisher(
+            self.parameters(), window=window, stall_timeout_s=stall_timeout_s
         )
 
     def health(self) -> Health:

@@ -1,0 +1,17 @@
+"""Wires the orders stream's names; the Kafka and RabbitMQ connections are shared."""
+
+import dagster as dg
+
+from integration_patterns.defs.messaging.stream import OrdersStreamResource
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The orders stream, its topic and group from the environment."""
+    return dg.Definitions(
+        resources={
+            "orders_stream": OrdersStreamResource(
+                topic=dg.EnvVar("ORDERS_TOPIC"), group_id=dg.EnvVar("ORDERS_GROUP_ID")
+            )
+        }
+    )

@@ -402,7 +402,8 @@ def mongo_up() -> None:
         "mongo",
         [
             "java",
-            "-Xmx512m",
+            # Aggregations are in-memory full scans: 1M events need well over 512 MiB.
+            "-Xmx3g",
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
             "-cp",
             f"{libs}/*",

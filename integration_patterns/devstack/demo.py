@@ -11,6 +11,7 @@ import sys
 import dagster as dg
 
 from integration_patterns.definitions import defs
+from integration_patterns.devstack import demo_messaging
 
 
 def run_platform_smoke(instance: dg.DagsterInstance) -> str:
@@ -29,7 +30,7 @@ def run_platform_smoke(instance: dg.DagsterInstance) -> str:
 def main() -> int:
     """Run every demo section in order; stop at the first failure."""
     instance = dg.DagsterInstance.get()
-    sections = [run_platform_smoke]
+    sections = [run_platform_smoke, demo_messaging.run_demo]
     for section in sections:
         sys.stdout.write(section(instance) + "\n\n")
     sys.stdout.write("Open the runs in the UI with `make dev` (http://127.0.0.1:3000).\n")

@@ -31,6 +31,8 @@ $(DAGSTER_HOME)/dagster.yaml:
 pools: services $(DAGSTER_HOME)/dagster.yaml
 	for pool in postgres mongodb kafka rabbitmq; do \
 	  $(RUN) dagster instance concurrency set $$pool 4 >/dev/null; done
+	# The partner API's rate budget is per process: one run at a time keeps it honest.
+	$(RUN) dagster instance concurrency set partner_api 1 >/dev/null
 
 demo: pools
 	$(RUN) python -m integration_patterns.devstack.demo

@@ -6,12 +6,13 @@ PostgreSQL storage), so they show up in ``make dev``'s UI afterwards.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import dagster as dg
 
 from integration_patterns.definitions import defs
-from integration_patterns.devstack import demo_messaging
+from integration_patterns.devstack import demo_external_api, demo_messaging
 
 
 def run_platform_smoke(instance: dg.DagsterInstance) -> str:
@@ -30,7 +31,11 @@ def run_platform_smoke(instance: dg.DagsterInstance) -> str:
 def main() -> int:
     """Run every demo section in order; stop at the first failure."""
     instance = dg.DagsterInstance.get()
-    sections = [run_platform_smoke, demo_messaging.run_demo]
+    sections = [
+        run_platform_smoke,
+        lambda inst: demo_external_api.run_demo(inst, os.environ["PARTNER_API_BASE_URL"]),
+        demo_messaging.run_demo,
+    ]
     for section in sections:
         sys.stdout.write(section(instance) + "\n\n")
     sys.stdout.write("Open the runs in the UI with `make dev` (http://127.0.0.1:3000).\n")

@@ -41,6 +41,7 @@ RABBIT_PORT = int(os.environ.get("RABBITMQ_PORT", "5672"))
 KAFKA_PORT = int(os.environ.get("KAFKA_PORT", "9092"))
 KAFKA_CONTROLLER_PORT = KAFKA_PORT + 1
 MONGO_PORT = int(os.environ.get("MONGO_PORT", "27017"))
+PARTNER_API_PORT = int(os.environ.get("PARTNER_API_PORT", "8765"))
 
 
 class ServiceError(RuntimeError):
@@ -423,6 +424,48 @@ def mongo_down() -> None:
     stop_process("mongo")
 
 
+# --- Partner-API simulator -------------------------------------------------------------
+
+PARTNER_API_LOG = HOME / "partner-api" / "partner-api.log"
+
+
+def _partner_api_ready() -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{PARTNER_API_PORT}/healthz", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def partner_api_up() -> None:
+    """Serve the project's partner-API simulator (needs the project's Python environment)."""
+    if _partner_api_ready():
+        return
+    log("starting the partner-API simulator")
+    start_and_wait(
+        "partner-api",
+        [
+            sys.executable,
+            "-m",
+            "integration_patterns.devstack.partner_api",
+            "--host",
+            HOST,
+            "--port",
+            str(PARTNER_API_PORT),
+        ],
+        PARTNER_API_LOG,
+        _partner_api_ready,
+        60,
+    )
+
+
+def partner_api_down() -> None:
+    """Stop the simulator."""
+    stop_process("partner-api", timeout=10)
+
+
 SERVICES = {
     s.name: s
     for s in (
@@ -432,6 +475,9 @@ SERVICES = {
         ),
         Service("kafka", KAFKA_PORT, kafka_up, lambda: port_open(KAFKA_PORT), kafka_down),
         Service("mongodb", MONGO_PORT, mongo_up, lambda: port_open(MONGO_PORT), mongo_down),
+        Service(
+            "partner-api", PARTNER_API_PORT, partner_api_up, _partner_api_ready, partner_api_down
+        ),
     )
 }
 

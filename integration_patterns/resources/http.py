@@ -4,7 +4,8 @@ Configuration (base URL, credentials, timeouts, retry, budget, breaker) arrives 
 ``dg.EnvVar`` at wiring time. The pieces live in small modules, one concept each:
 ``http_auth`` (tokens), ``http_client`` (routing of responses, logging, statistics),
 ``http_retry`` (backoff, ``Retry-After``), ``http_limits`` (budget, circuit breaker),
-``http_paginate`` (paginators) and ``http_errors`` (typed errors, masking).
+``http_paginate`` (paginators), ``http_stats`` (counters, latency percentiles) and
+``http_errors`` (typed errors, masking).
 """
 
 from __future__ import annotations

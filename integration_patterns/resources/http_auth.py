@@ -12,6 +12,7 @@ logged or raised.
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +48,7 @@ class OAuth2ClientCredentials:
         redact: Redactor,
         attempts: int = 3,
         clock: Callable[[], float] = time.monotonic,
+        log: logging.Logger | None = None,
     ) -> None:
         if auth_method not in AUTH_METHODS:
             raise ValueError(f"auth_method must be one of {AUTH_METHODS}, got {auth_method!r}")
@@ -62,6 +64,7 @@ class OAuth2ClientCredentials:
         self._redact = redact
         self._attempts = attempts
         self._clock = clock
+        self.log = log or logging.getLogger(__name__)
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
@@ -100,9 +103,12 @@ class OAuth2ClientCredentials:
         url = mask_url(self.token_url, self._redact)
         last: Exception | None = None
         for attempt in range(1, self._attempts + 1):
+            started = time.perf_counter()
             try:
                 response = self._http.post(self.token_url, data=form, headers=headers)
+                self._logged(url, response.status_code, started, attempt)
             except httpx.TransportError as exc:
+                self._logged(url, type(exc).__name__, started, attempt)
                 last = ConnectionFailedError(
                     f"token request failed ({type(exc).__name__})",
                     method="POST",
@@ -142,3 +148,7 @@ class OAuth2ClientCredentials:
             return
         assert last is not None
         raise last
+
+    def _logged(self, url: str, status: int | str, started: float, attempt: int) -> None:
+        ms = (time.perf_counter() - started) * 1000
+        self.log.info(f"POST {url} -> {status} in {ms:.1f} ms (attempt {attempt}, token)")

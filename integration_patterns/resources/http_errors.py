@@ -52,13 +52,15 @@ def mask_url(url: str, redact: Redactor | None = None) -> str:
         userinfo, host = netloc.rsplit("@", 1)
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:{MASK}@{host}" if ":" in userinfo else f"{MASK}@{host}"
-    query = urlencode(
-        [
-            (k, MASK if SECRET_PARAM.search(k) else v)
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe="*",
-    )
+    query = parts.query
+    if SECRET_PARAM.search(query):  # fast path: most URLs carry nothing that looks secret
+        query = urlencode(
+            [
+                (k, MASK if SECRET_PARAM.search(k) else v)
+                for k, v in parse_qsl(query, keep_blank_values=True)
+            ],
+            safe="*",
+        )
     masked = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     return redact(masked) if redact else masked
 

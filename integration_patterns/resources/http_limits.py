@@ -1,11 +1,13 @@
 """Client-side protections: a process-wide request budget and a circuit breaker.
 
-The budget is a token bucket (implemented as GCRA, a virtual schedule of slots) shared by
-every client in the process that talks to the same partner, because the partner counts
-our requests, not our client objects. With the default burst of 1 requests are evenly
-spaced, which keeps us inside a *sliding* window limit too; a larger burst may exceed such
-a limit. The server's own ``X-RateLimit-Remaining`` / ``-Reset`` headers, when sent, pause
-everyone sharing the bucket before the partner has to answer 429.
+The budget is a token bucket shared by every client in the process that talks to the same
+partner, because the partner counts our requests, not our client objects. Waiters pass a
+turnstile one at a time and tokens refill from the moment a request was actually released,
+so a thread that wakes late never lets the next one through early: with the default burst
+of 1, released requests are at least ``60 / per_minute`` seconds apart, which keeps us
+inside a *sliding* window limit too (a larger burst may exceed such a limit). The server's
+own ``X-RateLimit-Remaining`` / ``-Reset`` headers, when sent, pause everyone sharing the
+bucket before the partner has to answer 429.
 
 The circuit breaker stops a run from hammering a partner that is down: after a run of
 consecutive failures calls fail fast for a cool-down, then one probe is let through; its
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 _REGISTRY: dict[tuple[str, float, int], RateLimiter] = {}
@@ -39,24 +42,34 @@ class RateLimiter:
         self.interval = 60.0 / per_minute
         self.burst = burst
         self._clock, self._sleep = clock, sleep
-        self._lock = threading.Lock()
-        self._tat = 0.0  # theoretical arrival time of the next request
+        self._turnstile = threading.Lock()  # held while waiting: one waiter at a time
+        self._lock = threading.Lock()  # guards the bucket; pause() never waits on a sleeper
+        self._tokens = float(burst)
+        self._stamp = clock()
         self._paused_until = 0.0
         self.waited = 0.0
         self.server_pauses = 0
+        #: release times of the latest requests, for measuring the rate actually held
+        self.grants: deque[float] = deque(maxlen=10_000)
 
     def acquire(self) -> float:
-        """Reserve the next slot, sleep until it comes, return the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            tat = max(self._tat, now)
-            start = max(now, tat - (self.burst - 1) * self.interval, self._paused_until)
-            self._tat = max(tat, start) + self.interval
-            wait = start - now
-            self.waited += wait
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+        """Wait for a token (and any server-requested pause); return the seconds waited."""
+        waited = 0.0
+        with self._turnstile:
+            while True:
+                with self._lock:
+                    now = self._clock()
+                    elapsed = now - self._stamp
+                    self._tokens = min(self.burst, self._tokens + elapsed / self.interval)
+                    self._stamp = now
+                    wait = max((1 - self._tokens) * self.interval, self._paused_until - now)
+                    if wait <= 1e-9:
+                        self._tokens -= 1
+                        self.grants.append(now)
+                        self.waited += waited
+                        return waited
+                self._sleep(wait)
+                waited += wait
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (the server said its budget is spent)."""
@@ -130,6 +143,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self._probe_started = 0.0
         self.times_opened = 0
 
     @property
@@ -145,10 +159,13 @@ class CircuitBreaker:
         with self._lock:
             if self._opened_at is None:
                 return None
-            left = self.cooldown - (self._clock() - self._opened_at)
-            if left > 0 or self._probing:
-                return max(left, 0.0)
-            self._probing = True  # exactly one probe while half-open
+            now = self._clock()
+            left = self.cooldown - (now - self._opened_at)
+            if left > 0:
+                return left
+            if self._probing and now - self._probe_started < self.cooldown:
+                return 0.0  # a probe is out; a probe that never reported is replaced later
+            self._probing, self._probe_started = True, now  # exactly one probe at a time
             return None
 
     def record_success(self) -> None:

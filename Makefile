@@ -6,7 +6,7 @@ RUN := uv run --frozen --env-file .env
 SERVICES := $(RUN) python -m integration_patterns.devstack.services
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install services status down demo test dev pools lint bench
+.PHONY: install services status down demo test dev pools lint bench seed
 
 .env:
 	cp .env.example .env
@@ -36,6 +36,9 @@ pools: services $(DAGSTER_HOME)/dagster.yaml
 
 demo: pools
 	$(RUN) python -m integration_patterns.devstack.demo
+
+seed: services
+	$(RUN) python -m integration_patterns.devstack.sample_data --preset $(or $(PRESET),small)
 
 test: services
 	$(RUN) pytest $(PYTEST_ARGS)

@@ -26,7 +26,7 @@ from integration_patterns.resources.postgres import PostgresResource
 SCHEMA = "bench_enrichment_upsert"
 ROWS = 100_000
 LOOP_ROWS = 5_000
-REPETITIONS = 5
+REPETITIONS = 7
 DAY = dt.date(2026, 1, 31)
 
 

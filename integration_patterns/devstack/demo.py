@@ -12,7 +12,7 @@ import sys
 import dagster as dg
 
 from integration_patterns.definitions import defs
-from integration_patterns.devstack import demo_external_api, demo_messaging
+from integration_patterns.devstack import demo_enrichment, demo_external_api, demo_messaging
 
 
 def run_platform_smoke(instance: dg.DagsterInstance) -> str:
@@ -33,6 +33,7 @@ def main() -> int:
     instance = dg.DagsterInstance.get()
     sections = [
         run_platform_smoke,
+        demo_enrichment.run_demo,
         lambda inst: demo_external_api.run_demo(inst, os.environ["PARTNER_API_BASE_URL"]),
         demo_messaging.run_demo,
     ]

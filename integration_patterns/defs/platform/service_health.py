@@ -5,6 +5,8 @@ location can reach its services: each probe's latency and answer become metadata
 asset fails (naming the services that did not answer) when any is down.
 """
 
+from typing import Any
+
 import dagster as dg
 
 from integration_patterns.resources.kafka import KafkaResource
@@ -40,9 +42,7 @@ def service_health(
         raise ServicesDownError(
             "services down: " + "; ".join(f"{p.service} at {p.address}: {p.detail}" for p in down)
         )
-    metadata: dict[str, dg.RawMetadataValue] = {
-        f"{p.service.lower()}_latency_ms": p.latency_ms for p in probes
-    }
+    metadata: dict[str, Any] = {f"{p.service.lower()}_latency_ms": p.latency_ms for p in probes}
     metadata |= {f"{p.service.lower()}_detail": p.detail for p in probes}
     metadata["postgres_pool"] = dg.MetadataValue.json(postgres.stats())
     metadata["mongo_pool"] = dg.MetadataValue.json(mongo.pool_settings())

@@ -1,0 +1,1 @@
+"""Customer enrichment: PostgreSQL customers + MongoDB events -> scored analytics table."""

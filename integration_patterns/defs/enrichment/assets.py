@@ -1,0 +1,183 @@
+"""The enrichment's four assets: two source reads, the join, and the transactional write.
+
+Each daily partition scores the activity of the ``lookback_days`` ending with that day. The
+reads aggregate in their databases; the join and the score run in pandas; the write is one
+transaction (see ``upsert.py``). Data checks on ``enriched_customers`` are blocking, so a
+batch with bad scores or ambiguous ids never reaches the table.
+"""
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from integration_patterns.defs.enrichment import enrich as scoring
+from integration_patterns.defs.enrichment.pool_health import (
+    POSTGRES_POOL_CHECK,
+    mongo_pool_metadata,
+    postgres_pool_check,
+    postgres_pool_metadata,
+)
+from integration_patterns.defs.enrichment.queries import fetch_customers, fetch_user_events
+from integration_patterns.defs.enrichment.store import ActivityWindow, EnrichmentStore
+from integration_patterns.defs.enrichment.upsert import TABLE, upsert
+from integration_patterns.resources.mongo import MongoResource
+from integration_patterns.resources.postgres import PostgresResource
+
+GROUP = "enrichment"
+ENRICHMENT_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
+
+
+class SourceLimit(dg.Config):
+    """Optional cap on the rows a source read returns (for sampling and tests)."""
+
+    limit: int | None = Field(
+        default=None, ge=1, description="Most rows to read; None reads every customer/user."
+    )
+
+
+def _window_metadata(window: ActivityWindow) -> dict[str, str]:
+    return {"window_start": window.start.isoformat(), "window_end": window.end.isoformat()}
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"postgres", "pandas"},
+    partitions_def=ENRICHMENT_PARTITIONS,
+    pool="postgres",
+)
+def customers(
+    context: dg.AssetExecutionContext,
+    config: SourceLimit,
+    postgres: PostgresResource,
+    enrichment_store: EnrichmentStore,
+) -> dg.MaterializeResult[pd.DataFrame]:
+    """Per customer id: name, email, orders and total spent in the activity window."""
+    window = enrichment_store.window(context.partition_time_window)
+    frame, quality = fetch_customers(postgres, enrichment_store, window, limit=config.limit)
+    context.log.info(f"{len(frame)} customers, source mess: {quality}")
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={
+            "dagster/row_count": len(frame),
+            "customers_with_orders": scoring.total(frame["order_count"] > 0),
+            **quality,
+            **_window_metadata(window),
+            **postgres_pool_metadata(postgres),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"mongodb", "pandas"},
+    partitions_def=ENRICHMENT_PARTITIONS,
+    pool="mongodb",
+)
+def user_events(
+    context: dg.AssetExecutionContext,
+    config: SourceLimit,
+    mongo: MongoResource,
+    enrichment_store: EnrichmentStore,
+) -> dg.MaterializeResult[pd.DataFrame]:
+    """Per raw MongoDB user id: events in the activity window and the last event's time."""
+    window = enrichment_store.window(context.partition_time_window)
+    frame = fetch_user_events(mongo, enrichment_store, window, limit=config.limit)
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={
+            "dagster/row_count": len(frame),
+            "events": scoring.total(frame["event_count"]),
+            **_window_metadata(window),
+            **mongo_pool_metadata(mongo),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas"},
+    partitions_def=ENRICHMENT_PARTITIONS,
+)
+def enriched_customers(
+    context: dg.AssetExecutionContext, customers: pd.DataFrame, user_events: pd.DataFrame
+) -> dg.MaterializeResult[pd.DataFrame]:
+    """Customers joined with their events on normalised ids, with the engagement score."""
+    frame, counts = scoring.enrich(customers, user_events)
+    context.log.info(f"{len(frame)} enriched customers; {counts}")
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={
+            "dagster/row_count": len(frame),
+            **counts,
+            "top_customers": dg.MetadataValue.md(scoring.top(frame).to_markdown(index=False)),
+        },
+    )
+
+
+@dg.asset_check(asset=enriched_customers, blocking=True, partitions_def=ENRICHMENT_PARTITIONS)
+def score_in_range(enriched_customers: pd.DataFrame) -> dg.AssetCheckResult:
+    """Every engagement score is within 0..100 (blocking: bad scores never reach the table)."""
+    bad = scoring.scores_out_of_range(enriched_customers)
+    return dg.AssetCheckResult(passed=bad == 0, metadata={"rows_out_of_range": bad})
+
+
+@dg.asset_check(asset=enriched_customers, blocking=True, partitions_def=ENRICHMENT_PARTITIONS)
+def one_row_per_customer(enriched_customers: pd.DataFrame) -> dg.AssetCheckResult:
+    """No NULL and no repeated customer id (blocking: the upsert key must be unambiguous)."""
+    bad = scoring.duplicate_or_missing_ids(enriched_customers)
+    return dg.AssetCheckResult(passed=bad == 0, metadata={"duplicate_or_null_ids": bad})
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"postgres"},
+    partitions_def=ENRICHMENT_PARTITIONS,
+    pool="postgres",
+    check_specs=[
+        dg.AssetCheckSpec("reconciles_with_enriched", asset="customer_analytics"),
+        dg.AssetCheckSpec(POSTGRES_POOL_CHECK, asset="customer_analytics"),
+    ],
+)
+def customer_analytics(
+    context: dg.AssetExecutionContext,
+    enriched_customers: pd.DataFrame,
+    postgres: PostgresResource,
+    enrichment_store: EnrichmentStore,
+) -> dg.MaterializeResult:
+    """The scored customers in PostgreSQL, upserted in one all-or-nothing transaction."""
+    window = enrichment_store.window(context.partition_time_window)
+    result = upsert(
+        postgres,
+        enrichment_store.schema_name,
+        enriched_customers,
+        partition_date=window.partition_date,
+    )
+    context.log.info(
+        f"upserted {result.staged} rows: {result.inserted} inserted, {result.updated} updated, "
+        f"{result.unchanged} unchanged, {result.kept_newer} kept (newer partition present)"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "table": f"{enrichment_store.schema_name}.{TABLE}",
+            "rows_inserted": result.inserted,
+            "rows_updated": result.updated,
+            "rows_unchanged": result.unchanged,
+            "rows_kept_newer": result.kept_newer,
+            "duration_s": result.seconds,
+            "rows_per_second": result.rows_per_second,
+            **postgres_pool_metadata(postgres),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="reconciles_with_enriched",
+                passed=result.reconciled,
+                metadata={
+                    "enriched_rows": len(enriched_customers),
+                    "rows_staged": result.staged,
+                    "rows_in_table_at_partition": result.matching_after,
+                    "rows_kept_newer": result.kept_newer,
+                },
+            ),
+            postgres_pool_check(postgres),
+        ],
+    )

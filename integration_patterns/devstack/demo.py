@@ -12,7 +12,13 @@ import sys
 import dagster as dg
 
 from integration_patterns.definitions import defs
-from integration_patterns.devstack import demo_enrichment, demo_external_api, demo_messaging
+from integration_patterns.devstack import (
+    demo_enrichment,
+    demo_external_api,
+    demo_messaging,
+    demo_webhooks,
+)
+from integration_patterns.devstack.webhook_fixtures import running_receiver
 
 
 def run_platform_smoke(instance: dg.DagsterInstance) -> str:
@@ -28,6 +34,12 @@ def run_platform_smoke(instance: dg.DagsterInstance) -> str:
     return "\n".join(lines)
 
 
+def run_webhooks(instance: dg.DagsterInstance) -> str:
+    """Send signed events to a receiver started for the demo and route them to runs."""
+    with running_receiver({}) as receiver:
+        return demo_webhooks.run_demo(instance, receiver.url)
+
+
 def main() -> int:
     """Run every demo section in order; stop at the first failure."""
     instance = dg.DagsterInstance.get()
@@ -36,6 +48,7 @@ def main() -> int:
         demo_enrichment.run_demo,
         lambda inst: demo_external_api.run_demo(inst, os.environ["PARTNER_API_BASE_URL"]),
         demo_messaging.run_demo,
+        run_webhooks,
     ]
     for section in sections:
         sys.stdout.write(section(instance) + "\n\n")

@@ -1,0 +1,160 @@
+"""``make demo``'s webhook section: signed events in, one routed run per event out.
+
+Sends one signed event of each routed type (plus an unknown type, a duplicate and a forged
+delivery) to a running receiver, evaluates the routing sensor as the daemon would, and
+executes the runs it requests in the given instance, skipping run keys the instance already
+has, as the daemon does. The receiver's sources and secrets come from the same environment
+variables the receiver reads (``WEBHOOK_SOURCES``, ``WEBHOOK_SECRET_<NAME>``).
+
+Standalone: ``python -m integration_patterns.devstack.demo_webhooks`` starts a receiver on a
+free port for the duration.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import dagster as dg
+import httpx
+from psycopg import sql
+
+from integration_patterns.defs.webhooks.routing import webhook_inbox_router
+from integration_patterns.defs.webhooks.store import WebhookStore
+from integration_patterns.devstack.webhook_fixtures import (
+    running_receiver,
+    sample_event,
+    signed_delivery,
+)
+from integration_patterns.resources.postgres import PostgresResource
+from integration_patterns.services.webhook_receiver.config import (
+    secret_variable,
+    settings_from_env,
+)
+
+EVENT_TYPES = ["order.created", "payment.received", "user.updated", "invoice.voided"]
+
+
+def _inbox_position(postgres: PostgresResource, store: WebhookStore) -> str | None:
+    """A sensor cursor just past the inbox's current end, so the demo routes only its own."""
+    with postgres.get_connection() as conn:
+        exists = conn.execute(
+            "SELECT to_regclass(%s)", (f'"{store.schema_name}".webhook_inbox',)
+        ).fetchone()
+        if exists is None or exists[0] is None:
+            return None
+        row = conn.execute(
+            sql.SQL("SELECT txid, id FROM {} ORDER BY txid DESC, id DESC LIMIT 1").format(
+                store.inbox
+            )
+        ).fetchone()
+    return None if row is None else f'{{"txid": {row[0]}, "id": {row[1]}}}'
+
+
+def _send(receiver_url: str, lines: list[str]) -> set[str]:
+    """POST the sample deliveries; return the run keys that should be routed."""
+    settings = settings_from_env()
+    if not settings.sources:
+        raise RuntimeError("WEBHOOK_SOURCES is empty: configure the receiver's sources first")
+    names = sorted(settings.sources)
+    expected: set[str] = set()
+    stamp = int(time.time())
+    with httpx.Client(base_url=receiver_url, timeout=10) as client:
+        for n, event_type in enumerate(EVENT_TYPES):
+            source = settings.sources[names[n % len(names)]]
+            secrets = os.environ[secret_variable(source.name)].split(",")
+            payload = sample_event(event_type, n, delivery_id=f"demo-{stamp}-{n}")
+            body, headers = signed_delivery(source.scheme, secrets, payload)
+            response = client.post(f"/webhooks/{source.name}", content=body, headers=headers)
+            lines.append(
+                f"  POST /webhooks/{source.name:<8} {event_type:<17} ({source.scheme}) -> "
+                f"{response.status_code} {response.json()}"
+            )
+            if response.status_code == 202:
+                expected.add(f"{source.name}:{payload['id']}")
+            if n == 0:
+                again = client.post(f"/webhooks/{source.name}", content=body, headers=headers)
+                lines.append(f"  same delivery again                -> {again.status_code}")
+                forged = client.post(
+                    f"/webhooks/{source.name}",
+                    content=body.replace(b"ord-", b"ORD-"),
+                    headers=headers,
+                )
+                lines.append(f"  tampered body                      -> {forged.status_code}")
+    return expected
+
+
+def run_demo(instance: dg.DagsterInstance, receiver_url: str) -> str:
+    """Send signed sample events, route them with the sensor, run the jobs; describe it all."""
+    from integration_patterns.definitions import defs as load_defs
+
+    defs = load_defs()
+    wired = defs.resources or {}
+    postgres, store = wired["postgres"], wired["webhook_store"]
+    assert isinstance(postgres, PostgresResource) and isinstance(store, WebhookStore)
+    lines = [f"webhooks: receiver at {receiver_url}"]
+    with dg.build_resources({"postgres": postgres, "webhook_store": store}) as resources:
+        cursor = _inbox_position(resources.postgres, resources.webhook_store)
+        expected = _send(receiver_url, lines)
+        requests: list[dg.RunRequest] = []
+        deadline = time.monotonic() + 15
+        while not expected <= {r.run_key for r in requests} and time.monotonic() < deadline:
+            with dg.build_sensor_context(
+                instance=instance,
+                cursor=cursor,
+                resources={"postgres": postgres, "webhook_store": store},
+            ) as context:
+                result = webhook_inbox_router(context)
+            if isinstance(result, dg.SensorResult):
+                requests += result.run_requests or []
+                cursor = result.cursor
+            else:
+                time.sleep(0.5)
+    lines.append(f"  sensor webhook_inbox_router requested {len(requests)} run(s)")
+    for request in requests:
+        run_key = request.run_key or ""
+        seen = dg.RunsFilter(
+            tags={"dagster/run_key": run_key, "dagster/sensor_name": webhook_inbox_router.name}
+        )
+        if instance.get_runs(filters=seen, limit=1):
+            lines.append(f"  {run_key}: already run, skipped (run keys are unique)")
+            continue
+        job_name = request.job_name or ""
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            run_config=request.run_config,
+            instance=instance,
+            tags={
+                **request.tags,
+                "dagster/run_key": run_key,
+                "dagster/sensor_name": webhook_inbox_router.name,
+            },
+            raise_on_error=False,
+        )
+        detail = ""
+        for event in result.get_asset_materialization_events():
+            metadata = event.step_materialization_data.materialization.metadata
+            detail = f"{metadata['entity_id'].value if 'entity_id' in metadata else ''} " + str(
+                metadata["action"].value
+            )
+        checks = [
+            f"check {c.check_name} {'passed' if c.passed else 'FLAGGED'}"
+            for c in result.get_asset_check_evaluations()
+        ]
+        lines.append(
+            f"  run {result.run_id[:8]} {job_name:<21} {run_key:<28} "
+            f"{'success' if result.success else 'FAILED'}: {detail.strip()}"
+            + (f" ({', '.join(checks)})" if checks else "")
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Start a receiver for the duration and run the demo against it."""
+    with running_receiver({}) as receiver:
+        sys.stdout.write(run_demo(dg.DagsterInstance.get(), receiver.url) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

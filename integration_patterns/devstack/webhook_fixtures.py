@@ -1,0 +1,245 @@
+"""Signed webhook deliveries for tests, the demo and the benchmark.
+
+Each ``sign_*`` function builds the headers a real sender of that scheme would send for a
+body, so the receiver is exercised exactly as in production. ``signed_delivery`` picks the
+scheme and fills in ids; ``sample_event`` makes plausible payloads for the routed types.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets as _secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from integration_patterns.services.webhook_receiver.config import decode_key, secret_variable
+
+
+def new_standard_secret() -> str:
+    """A fresh ``whsec_`` Standard Webhooks secret (32 random bytes)."""
+    return "whsec_" + base64.b64encode(_secrets.token_bytes(32)).decode()
+
+
+def _hex(key: bytes, payload: bytes) -> str:
+    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+
+
+def sign_stripe(
+    body: bytes, secrets: Sequence[str], *, timestamp: int | None = None
+) -> dict[str, str]:
+    """``Stripe-Signature`` with one ``v1`` per secret (as Stripe sends during a roll)."""
+    t = int(time.time()) if timestamp is None else timestamp
+    parts = [f"t={t}"] + [f"v1={_hex(s.encode(), f'{t}.'.encode() + body)}" for s in secrets]
+    return {"Stripe-Signature": ",".join(parts), "Content-Type": "application/json"}
+
+
+def sign_github(body: bytes, secret: str, *, delivery_id: str, event: str) -> dict[str, str]:
+    """GitHub's ``X-Hub-Signature-256`` plus its delivery and event headers."""
+    return {
+        "X-Hub-Signature-256": "sha256=" + _hex(secret.encode(), body),
+        "X-GitHub-Delivery": delivery_id,
+        "X-GitHub-Event": event,
+        "Content-Type": "application/json",
+    }
+
+
+def sign_standard(
+    body: bytes, secrets: Sequence[str], *, msg_id: str, timestamp: int | None = None
+) -> dict[str, str]:
+    """Standard Webhooks headers; one ``v1,<base64>`` entry per ``whsec_`` secret."""
+    t = int(time.time()) if timestamp is None else timestamp
+    signed = f"{msg_id}.{t}.".encode() + body
+    sigs = [
+        "v1,"
+        + base64.b64encode(hmac.new(decode_key("standard", s), signed, "sha256").digest()).decode()
+        for s in secrets
+    ]
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(t),
+        "webhook-signature": " ".join(sigs),
+        "Content-Type": "application/json",
+    }
+
+
+def sign_hmac(body: bytes, secret: str, *, delivery_id: str | None = None) -> dict[str, str]:
+    """The plain scheme: hex HMAC-SHA256 of the body in ``X-Webhook-Signature``."""
+    headers = {"X-Webhook-Signature": _hex(secret.encode(), body)}
+    if delivery_id is not None:
+        headers["X-Webhook-Id"] = delivery_id
+    return headers | {"Content-Type": "application/json"}
+
+
+def sample_event(event_type: str, n: int = 1, *, delivery_id: str | None = None) -> dict[str, Any]:
+    """A payload of ``event_type`` whose entity ids derive from ``n``."""
+    data: dict[str, Any]
+    if event_type == "order.created":
+        data = {
+            "order_id": f"ord-{n}",
+            "customer_id": f"cus-{n % 97}",
+            "amount": 10 + n % 90,
+            "currency": "EUR",
+            "status": "created",
+        }
+    elif event_type == "payment.received":
+        data = {
+            "payment_id": f"pay-{n}",
+            "order_id": f"ord-{n}",
+            "amount": 10 + n % 90,
+            "currency": "EUR",
+            "status": "received",
+        }
+    elif event_type == "user.updated":
+        data = {
+            "user_id": f"usr-{n % 50}",
+            "email": f"user{n % 50}@example.com",
+            "name": f"User {n % 50}",
+        }
+    else:
+        data = {"note": f"sample {n}"}
+    return {
+        "id": delivery_id or f"evt_{uuid.uuid4().hex}",
+        "type": event_type,
+        "created": int(time.time()),
+        "data": data,
+    }
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """Compact JSON, as most senders serialise."""
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def signed_delivery(
+    scheme: str,
+    secrets: Sequence[str],
+    payload: dict[str, Any],
+    *,
+    timestamp: int | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Body and headers for ``payload`` under ``scheme``; its ``id`` is the delivery id.
+
+    ``secrets`` are the sender's current secrets (Stripe and Standard Webhooks sign with all
+    of them; GitHub and the plain scheme with the first).
+    """
+    body = encode(payload)
+    delivery_id = str(payload["id"])
+    if scheme == "stripe":
+        return body, sign_stripe(body, secrets, timestamp=timestamp)
+    if scheme == "github":
+        return body, sign_github(
+            body, secrets[0], delivery_id=delivery_id, event=str(payload.get("type", "ping"))
+        )
+    if scheme == "standard":
+        return body, sign_standard(body, secrets, msg_id=delivery_id, timestamp=timestamp)
+    if scheme == "hmac":
+        return body, sign_hmac(body, secrets[0], delivery_id=delivery_id)
+    raise ValueError(f"unknown scheme {scheme!r}")
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (bound, read, released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def receiver_env(
+    sources: Mapping[str, tuple[str, Sequence[str]]], *, schema: str, **extra: str
+) -> dict[str, str]:
+    """Environment variables configuring a receiver: ``{name: (scheme, secrets)}``."""
+    env = {
+        "WEBHOOK_SOURCES": ",".join(f"{name}:{scheme}" for name, (scheme, _) in sources.items()),
+        "WEBHOOK_INBOX_SCHEMA": schema,
+    }
+    for name, (_, secrets) in sources.items():
+        env[secret_variable(name)] = ",".join(secrets)
+    return env | extra
+
+
+@dataclass
+class ReceiverProcess:
+    """A receiver running as a uvicorn subprocess."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the process's output, for error messages."""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def running_receiver(
+    env: Mapping[str, str], *, port: int | None = None, startup_timeout: float = 30.0
+) -> Iterator[ReceiverProcess]:
+    """Start ``python -m integration_patterns.services.webhook_receiver``; stop it on exit.
+
+    The child inherits this process's environment (POSTGRES_* etc.) plus ``env``, and the
+    context is entered only once ``/healthz`` answers 200.
+    """
+    port = port or free_port()
+    with tempfile.NamedTemporaryFile(prefix="webhook_receiver_", suffix=".log", delete=False) as f:
+        log_path = Path(f.name)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "integration_patterns.services.webhook_receiver",
+                "--port",
+                str(port),
+            ],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    receiver = ReceiverProcess(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        wait_healthy(receiver.url, process, startup_timeout, receiver.log_tail)
+        yield receiver
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log_path.unlink(missing_ok=True)
+
+
+def wait_healthy(
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout: float,
+    log_tail: Callable[[], str] = lambda: "",
+) -> None:
+    """Wait until ``url``/healthz answers 200; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server at {url} exited at start:\n{log_tail()}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {url} not healthy within {timeout}s:\n{log_tail()}")

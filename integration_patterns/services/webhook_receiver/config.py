@@ -1,0 +1,133 @@
+"""Receiver settings, read once from the environment at start-up.
+
+Variables:
+    WEBHOOK_SOURCES: comma-separated ``name:scheme`` pairs, e.g.
+        ``stripe:stripe,github:github,svix:standard,shop:hmac``. Schemes are ``stripe``,
+        ``github``, ``standard`` (Standard Webhooks / Svix) and ``hmac`` (plain hex
+        HMAC-SHA256 in ``X-Webhook-Signature``).
+    WEBHOOK_SECRET_<NAME>: the source's secrets, comma-separated; every one is accepted, so a
+        rotated secret and its successor can both be live. ``<NAME>`` is the source name
+        upper-cased with anything not alphanumeric replaced by ``_``. Standard Webhooks
+        secrets must be ``whsec_`` + base64.
+    WEBHOOK_TOLERANCE_SECONDS: replay window for timestamped schemes (default 300).
+    WEBHOOK_MAX_BODY_BYTES: largest body accepted (default 1 MiB); larger gets 413.
+    WEBHOOK_INBOX_SCHEMA: PostgreSQL schema holding ``webhook_inbox`` (default ``public``).
+    WEBHOOK_DB_POOL_SIZE: inbox writer lanes, each holding one connection (default 4); the
+        pool gets one more for ``/healthz``.
+    POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD: the database,
+        the same variables the code location's ``postgres`` resource reads.
+
+Secrets are held as bytes in fields excluded from ``repr`` so they never reach a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+SCHEMES = ("stripe", "github", "standard", "hmac")
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_TOLERANCE_SECONDS = 300
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    """The receiver's environment is incomplete or malformed (names the variable)."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One sender: its verification scheme and the keys its signatures may use."""
+
+    name: str
+    scheme: str
+    keys: tuple[bytes, ...] = field(repr=False)
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    """Everything the app needs besides the database connection."""
+
+    sources: Mapping[str, SourceConfig]
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    inbox_schema: str = "public"
+    pool_size: int = 4
+
+
+def secret_variable(source: str) -> str:
+    """The environment variable holding a source's secrets."""
+    return "WEBHOOK_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", source).upper()
+
+
+def decode_key(scheme: str, secret: str) -> bytes:
+    """The HMAC key a secret stands for: ``whsec_`` base64 for Standard Webhooks, else UTF-8.
+
+    Stripe's ``whsec_...`` endpoint secrets are used verbatim as the key (as stripe-python
+    does); only the Standard Webhooks spec base64-encodes the key behind the prefix.
+    """
+    if scheme != "standard":
+        return secret.encode()
+    if not secret.startswith("whsec_"):
+        raise ConfigError("Standard Webhooks secrets must start with 'whsec_'")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        raise ConfigError("Standard Webhooks secret is not valid base64 after 'whsec_'") from None
+    if len(key) < 24:
+        raise ConfigError("Standard Webhooks secrets must hold at least 24 bytes")
+    return key
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> ReceiverSettings:
+    """Read and validate the receiver's settings.
+
+    Raises:
+        ConfigError: a source without secrets, an unknown scheme or a malformed value.
+    """
+    env = os.environ if env is None else env
+    tolerance = _positive_int(env, "WEBHOOK_TOLERANCE_SECONDS", DEFAULT_TOLERANCE_SECONDS)
+    sources: dict[str, SourceConfig] = {}
+    for entry in filter(None, (e.strip() for e in env.get("WEBHOOK_SOURCES", "").split(","))):
+        name, _, scheme = entry.partition(":")
+        name, scheme = name.strip(), scheme.strip().lower()
+        if not _SOURCE_NAME.match(name):
+            raise ConfigError(f"WEBHOOK_SOURCES: invalid source name {name!r}")
+        if scheme not in SCHEMES:
+            raise ConfigError(
+                f"WEBHOOK_SOURCES: source {name!r} has scheme {scheme!r}, "
+                f"expected one of {', '.join(SCHEMES)}"
+            )
+        variable = secret_variable(name)
+        secrets = [s.strip() for s in env.get(variable, "").split(",") if s.strip()]
+        if not secrets:
+            raise ConfigError(f"{variable} is not set: source {name!r} needs a secret")
+        try:
+            keys = tuple(decode_key(scheme, s) for s in secrets)
+        except ConfigError as exc:
+            raise ConfigError(f"{variable}: {exc}") from None
+        sources[name] = SourceConfig(name, scheme, keys, tolerance)
+    schema = env.get("WEBHOOK_INBOX_SCHEMA", "").strip() or "public"
+    return ReceiverSettings(
+        sources=sources,
+        max_body_bytes=_positive_int(env, "WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        inbox_schema=schema,
+        pool_size=_positive_int(env, "WEBHOOK_DB_POOL_SIZE", 4),
+    )

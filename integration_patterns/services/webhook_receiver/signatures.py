@@ -1,0 +1,166 @@
+"""One verifier per signature scheme, each over the raw body exactly as received.
+
+Every verifier takes the request headers (a case-insensitive mapping), the raw body, the
+source's keys (several during a rotation: any may match) and the current time, and either
+returns what the headers say about the delivery or raises ``SignatureError``. Comparisons use
+``hmac.compare_digest``; errors name what was wrong with the request, never the expected
+value.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+
+class SignatureError(Exception):
+    """The delivery's signature is missing, malformed, wrong or outside the replay window."""
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Facts a verified delivery's headers carry (None when the scheme has no such header)."""
+
+    delivery_id: str | None = None
+    event_type: str | None = None
+
+
+Verifier = Callable[[Mapping[str, str], bytes, Sequence[bytes], float, int], Verified]
+
+
+def _hmac_sha256(key: bytes, *parts: bytes) -> bytes:
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for part in parts:
+        mac.update(part)
+    return mac.digest()
+
+
+def _as_bytes(value: str) -> bytes:
+    # Header values arrive latin-1 decoded; compare as bytes so odd characters cannot raise.
+    return value.strip().encode("latin-1", "replace")
+
+
+def _any_matches(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:
+    # Check every pair without stopping early, so timing does not reveal which key matched.
+    matched = False
+    for want in expected:
+        for got in offered:
+            matched |= hmac.compare_digest(want, got)
+    return matched
+
+
+def _timestamp(raw: str, header: str) -> int:
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        raise SignatureError(f"{header} is not a unix timestamp")
+    return int(raw)
+
+
+def verify_stripe(
+    headers: Mapping[str, str], body: bytes, keys: Sequence[bytes], now: float, tolerance: int
+) -> Verified:
+    """``Stripe-Signature: t=<unix>,v1=<hex>[,v1=...][,v0=...]`` over ``"{t}.{body}"``.
+
+    Only ``v1`` entries count (a ``v0`` test signature must not downgrade the check); any
+    ``v1`` may match, which is how Stripe signs during a secret roll. Like stripe-python,
+    only timestamps older than ``tolerance`` are refused.
+    """
+    header = headers.get("stripe-signature")
+    if not header:
+        raise SignatureError("missing Stripe-Signature header")
+    timestamp: str | None = None
+    offered: list[bytes] = []
+    for item in header.split(","):
+        scheme, _, value = item.strip().partition("=")
+        if scheme == "t":
+            timestamp = value
+        elif scheme == "v1" and value:
+            offered.append(_as_bytes(value))
+    if timestamp is None or not offered:
+        raise SignatureError("Stripe-Signature lacks t= or a v1= signature")
+    t = _timestamp(timestamp, "Stripe-Signature t")
+    signed = f"{t}.".encode()
+    expected = [_hmac_sha256(key, signed, body).hex().encode() for key in keys]
+    if not _any_matches(expected, offered):
+        raise SignatureError("no v1 signature matches")
+    if t < now - tolerance:
+        raise SignatureError("Stripe-Signature timestamp is outside the tolerance")
+    return Verified()
+
+
+def verify_github(
+    headers: Mapping[str, str], body: bytes, keys: Sequence[bytes], now: float, tolerance: int
+) -> Verified:
+    """``X-Hub-Signature-256: sha256=<hex>`` over the raw body; no timestamp is signed.
+
+    Replays are absorbed by deduplicating on ``X-GitHub-Delivery`` instead.
+    """
+    header = headers.get("x-hub-signature-256")
+    if not header:
+        raise SignatureError("missing X-Hub-Signature-256 header")
+    prefix, _, value = header.strip().partition("=")
+    if prefix != "sha256" or not value:
+        raise SignatureError("X-Hub-Signature-256 is not sha256=<hex>")
+    expected = [_hmac_sha256(key, body).hex().encode() for key in keys]
+    if not _any_matches(expected, [_as_bytes(value)]):
+        raise SignatureError("X-Hub-Signature-256 does not match")
+    return Verified(
+        delivery_id=headers.get("x-github-delivery"), event_type=headers.get("x-github-event")
+    )
+
+
+def verify_standard(
+    headers: Mapping[str, str], body: bytes, keys: Sequence[bytes], now: float, tolerance: int
+) -> Verified:
+    """Standard Webhooks: ``webhook-signature: v1,<base64> [v1,<base64> ...]``.
+
+    The signed content is ``"{webhook-id}.{webhook-timestamp}.{body}"``; timestamps too old
+    *or* too new are refused, as the reference library does.
+    """
+    msg_id = headers.get("webhook-id")
+    raw_ts = headers.get("webhook-timestamp")
+    header = headers.get("webhook-signature")
+    if not msg_id or not raw_ts or not header:
+        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature")
+    t = _timestamp(raw_ts, "webhook-timestamp")
+    offered = []
+    for entry in header.split(" "):
+        version, _, value = entry.partition(",")
+        if version == "v1" and value:
+            offered.append(_as_bytes(value))
+    if not offered:
+        raise SignatureError("webhook-signature has no v1 entry")
+    signed = f"{msg_id}.{t}.".encode("latin-1", "replace")
+    expected = [base64.b64encode(_hmac_sha256(key, signed, body)) for key in keys]
+    if not _any_matches(expected, offered):
+        raise SignatureError("no v1 signature matches")
+    if abs(now - t) > tolerance:
+        raise SignatureError("webhook-timestamp is outside the tolerance")
+    return Verified(delivery_id=msg_id.strip())
+
+
+def verify_hmac(
+    headers: Mapping[str, str], body: bytes, keys: Sequence[bytes], now: float, tolerance: int
+) -> Verified:
+    """The plain scheme: hex HMAC-SHA256 of the raw body in ``X-Webhook-Signature``.
+
+    The delivery id comes from ``X-Webhook-Id`` when sent, else from the payload's ``id``.
+    """
+    header = headers.get("x-webhook-signature")
+    if not header:
+        raise SignatureError("missing X-Webhook-Signature header")
+    expected = [_hmac_sha256(key, body).hex().encode() for key in keys]
+    if not _any_matches(expected, [_as_bytes(header)]):
+        raise SignatureError("X-Webhook-Signature does not match")
+    return Verified(delivery_id=headers.get("x-webhook-id"))
+
+
+VERIFIERS: dict[str, Verifier] = {
+    "stripe": verify_stripe,
+    "github": verify_github,
+    "standard": verify_standard,
+    "hmac": verify_hmac,
+}

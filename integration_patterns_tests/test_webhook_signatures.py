@@ -1,0 +1,247 @@
+"""Every signature scheme, verified by the real receiver over HTTP.
+
+A receiver that accepts a forged, replayed or re-serialised delivery lets anyone start runs;
+one that refuses a rotated secret drops real events during a key roll. Each case below signs
+a body the way that provider does and checks the receiver's answer and, for accepted ones,
+that the event is in the inbox exactly as sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from psycopg import sql
+
+from integration_patterns.devstack.webhook_fixtures import (
+    encode,
+    new_standard_secret,
+    receiver_env,
+    running_receiver,
+    sample_event,
+    sign_github,
+    sign_hmac,
+    sign_standard,
+    sign_stripe,
+    signed_delivery,
+)
+from integration_patterns.services.webhook_receiver.config import (
+    ConfigError,
+    settings_from_env,
+)
+from integration_patterns_tests.conftest import postgres_from_env
+
+OLD, NEW = "old", "new"
+
+
+@pytest.fixture(scope="module")
+def secrets() -> dict[str, dict[str, str]]:
+    """Per source, an old (still accepted) and a new secret."""
+    return {
+        "stripe": {OLD: "whsec_stripe_old_" + uuid.uuid4().hex, NEW: "whsec_stripe_new_x"},
+        "gh": {OLD: uuid.uuid4().hex, NEW: uuid.uuid4().hex},
+        "std": {OLD: new_standard_secret(), NEW: new_standard_secret()},
+        "shop": {OLD: uuid.uuid4().hex, NEW: uuid.uuid4().hex},
+    }
+
+
+SCHEMES = {"stripe": "stripe", "gh": "github", "std": "standard", "shop": "hmac"}
+
+
+@pytest.fixture(scope="module")
+def receiver(secrets) -> Iterator[tuple[httpx.Client, str]]:
+    """A receiver subprocess on a free port writing to a private schema (dropped after)."""
+    schema = f"wh_sig_{uuid.uuid4().hex[:8]}"
+    sources = {name: (SCHEMES[name], [s[NEW], s[OLD]]) for name, s in secrets.items()}
+    postgres = postgres_from_env()
+    try:
+        with running_receiver(receiver_env(sources, schema=schema)) as proc:
+            with httpx.Client(base_url=proc.url, timeout=10) as client:
+                yield client, schema
+    finally:
+        with postgres.get_connection() as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        postgres.close()
+
+
+def stored(schema: str, source: str, delivery_id: str) -> list[tuple]:
+    postgres = postgres_from_env()
+    try:
+        return postgres.fetch_all(
+            f'SELECT event_type, payload FROM "{schema}".webhook_inbox '
+            "WHERE source = %s AND delivery_id = %s",
+            (source, delivery_id),
+        )
+    finally:
+        postgres.close()
+
+
+def post(client: httpx.Client, source: str, body: bytes, headers: dict[str, str]):
+    return client.post(f"/webhooks/{source}", content=body, headers=headers)
+
+
+SOURCES = list(SCHEMES)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_valid_signature_is_stored_as_sent(receiver, secrets, source):
+    client, schema = receiver
+    payload = sample_event("order.created", 7)
+    body, headers = signed_delivery(SCHEMES[source], [secrets[source][NEW]], payload)
+    response = post(client, source, body, headers)
+    assert response.status_code == 202, response.text
+    assert response.json()["delivery_id"] == payload["id"]
+    assert stored(schema, source, payload["id"]) == [("order.created", payload)]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_rotated_secret_still_accepted(receiver, secrets, source):
+    # The sender still signs with the previous secret: it must be accepted during the roll.
+    client, schema = receiver
+    payload = sample_event("user.updated", 3)
+    body, headers = signed_delivery(SCHEMES[source], [secrets[source][OLD]], payload)
+    assert post(client, source, body, headers).status_code == 202
+    assert len(stored(schema, source, payload["id"])) == 1
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_wrong_secret_refused_without_hint(receiver, source):
+    client, schema = receiver
+    payload = sample_event("order.created", 1)
+    wrong = new_standard_secret() if source == "std" else "not-the-secret"
+    body, headers = signed_delivery(SCHEMES[source], [wrong], payload)
+    response = post(client, source, body, headers)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "signature verification failed"}
+    assert stored(schema, source, payload["id"]) == []
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_reserialised_body_refused(receiver, secrets, source):
+    # Signed compact JSON, sent pretty-printed: same data, different bytes.
+    client, schema = receiver
+    payload = sample_event("order.created", 2)
+    _, headers = signed_delivery(SCHEMES[source], [secrets[source][NEW]], payload)
+    assert post(client, source, json.dumps(payload, indent=2).encode(), headers).status_code == 401
+    assert stored(schema, source, payload["id"]) == []
+
+
+MISSING = {
+    # source: signature header dropped
+    "stripe": "Stripe-Signature",
+    "gh": "X-Hub-Signature-256",
+    "std": "webhook-signature",
+    "shop": "X-Webhook-Signature",
+}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_missing_signature_header_refused(receiver, secrets, source):
+    client, _ = receiver
+    body, headers = signed_delivery(
+        SCHEMES[source], [secrets[source][NEW]], sample_event("order.created")
+    )
+    del headers[MISSING[source]]
+    assert post(client, source, body, headers).status_code == 401
+
+
+TIMESTAMPS = [
+    # (source, seconds from now, expected status)
+    ("stripe", -301, 401),  # older than Stripe's 300 s tolerance
+    ("stripe", -250, 202),  # inside it
+    ("stripe", 3600, 202),  # Stripe (like stripe-python) only refuses old timestamps
+    ("std", -301, 401),  # Standard Webhooks: too old
+    ("std", 301, 401),  # ... and too new
+    ("std", -250, 202),
+    ("std", 250, 202),
+]
+
+
+@pytest.mark.parametrize(("source", "offset", "expected"), TIMESTAMPS)
+def test_replay_window(receiver, secrets, source, offset, expected):
+    client, schema = receiver
+    payload = sample_event("payment.received", 4)
+    body, headers = signed_delivery(
+        SCHEMES[source],
+        [secrets[source][NEW]],
+        payload,
+        timestamp=int(time.time()) + offset,
+    )
+    assert post(client, source, body, headers).status_code == expected
+    assert len(stored(schema, source, payload["id"])) == (1 if expected == 202 else 0)
+
+
+def test_stripe_ignores_non_v1_schemes(receiver, secrets):
+    # A valid-looking v0 must not stand in for v1 (downgrade), but may sit beside one.
+    client, _ = receiver
+    body = encode(sample_event("order.created"))
+    t = int(time.time())
+    good = sign_stripe(body, [secrets["stripe"][NEW]], timestamp=t)
+    v1 = good["Stripe-Signature"].split(",")[1].removeprefix("v1=")
+    only_v0 = {"Stripe-Signature": f"t={t},v0={v1}"}
+    assert post(client, "stripe", body, only_v0).status_code == 401
+    mixed = {"Stripe-Signature": f"t={t},v1={'0' * 64},v0=abc,v1={v1}"}
+    assert post(client, "stripe", body, mixed).status_code == 202
+
+
+def test_standard_accepts_any_listed_signature(receiver, secrets):
+    client, _ = receiver
+    payload = sample_event("order.created")
+    body = encode(payload)
+    headers = sign_standard(
+        body, [new_standard_secret(), secrets["std"][NEW]], msg_id=str(payload["id"])
+    )
+    assert " " in headers["webhook-signature"]
+    assert post(client, "std", body, headers).status_code == 202
+
+
+def test_github_takes_delivery_and_event_from_headers(receiver, secrets):
+    client, schema = receiver
+    body = encode({"action": "opened", "issue": {"number": 1}})
+    delivery = str(uuid.uuid4())
+    headers = sign_github(body, secrets["gh"][NEW], delivery_id=delivery, event="issues")
+    assert post(client, "gh", body, headers).status_code == 202
+    assert stored(schema, "gh", delivery)[0][0] == "issues"
+    del headers["X-GitHub-Delivery"]
+    assert post(client, "gh", body, headers).status_code == 400
+
+
+def test_hmac_falls_back_to_payload_id(receiver, secrets):
+    client, schema = receiver
+    payload = sample_event("order.created")
+    body = encode(payload)
+    assert post(client, "shop", body, sign_hmac(body, secrets["shop"][NEW])).status_code == 202
+    assert len(stored(schema, "shop", payload["id"])) == 1
+    no_id = encode({"type": "order.created"})
+    assert post(client, "shop", no_id, sign_hmac(no_id, secrets["shop"][NEW])).status_code == 400
+
+
+CONFIG_ERRORS = [
+    # (environment, message fragment)
+    ({"WEBHOOK_SOURCES": "a:stripe"}, "WEBHOOK_SECRET_A is not set"),
+    ({"WEBHOOK_SOURCES": "a:soap", "WEBHOOK_SECRET_A": "x"}, "scheme 'soap'"),
+    ({"WEBHOOK_SOURCES": "a:standard", "WEBHOOK_SECRET_A": "plain"}, "whsec_"),
+    ({"WEBHOOK_SOURCES": "a:standard", "WEBHOOK_SECRET_A": "whsec_c2hvcnQ="}, "24 bytes"),
+    (
+        {"WEBHOOK_SOURCES": "a:hmac", "WEBHOOK_SECRET_A": "x", "WEBHOOK_MAX_BODY_BYTES": "-1"},
+        "must be positive",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "fragment"), CONFIG_ERRORS)
+def test_bad_configuration_is_named(env, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        settings_from_env(env)
+
+
+def test_secrets_never_in_settings_repr():
+    settings = settings_from_env(
+        {"WEBHOOK_SOURCES": "my-shop:hmac", "WEBHOOK_SECRET_MY_SHOP": "s3cr3t-value,older"}
+    )
+    assert settings.sources["my-shop"].keys == (b"s3cr3t-value", b"older")
+    assert "s3cr3t" not in repr(settings)

@@ -15,6 +15,7 @@ from integration_patterns.definitions import defs
 from integration_patterns.devstack import (
     demo_enrichment,
     demo_external_api,
+    demo_gateway,
     demo_messaging,
     demo_webhooks,
 )
@@ -49,6 +50,7 @@ def main() -> int:
         lambda inst: demo_external_api.run_demo(inst, os.environ["PARTNER_API_BASE_URL"]),
         demo_messaging.run_demo,
         run_webhooks,
+        lambda _instance: demo_gateway.run_with_stack(),
     ]
     for section in sections:
         sys.stdout.write(section(instance) + "\n\n")

@@ -1,0 +1,146 @@
+"""JWT bearer authentication and per-job scopes.
+
+A token is accepted only when it is signed with the configured key under the one pinned
+algorithm (HS256 for a shared secret, RS256 for a public key), is inside its ``nbf``/``exp``
+window (with a small leeway), and names this API in ``aud`` and the configured issuer in
+``iss``. ``sub`` identifies the caller (and keys the rate limit).
+
+Scopes come from the ``scope`` claim (space-separated, RFC 9068) or ``scp`` (a list):
+    ``jobs:read``            list jobs, read runs and their results;
+    ``runs:launch:<job>``    launch (and cancel) runs of one job;
+    ``runs:launch:*``        launch (and cancel) runs of any job.
+
+401 means "who are you?" (no token, bad signature, expired, wrong audience...): the
+response carries ``WWW-Authenticate: Bearer error="invalid_token"``. 403 means "you may not
+do this" (valid token, scope missing): ``error="insufficient_scope"`` names the scope
+needed (RFC 6750 section 3.1). Reasons are generic on purpose; they never echo the token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from integration_patterns.services.gateway.settings import ConfigError, GatewaySettings
+
+READ_SCOPE = "jobs:read"
+LAUNCH_ANY_SCOPE = "runs:launch:*"
+REQUIRED_CLAIMS = ["exp", "sub", "aud", "iss"]
+
+
+def launch_scope(job: str) -> str:
+    """The scope that allows launching runs of ``job``."""
+    return f"runs:launch:{job}"
+
+
+class AuthError(Exception):
+    """A request refused with 401 (unauthenticated) or 403 (not allowed)."""
+
+    def __init__(self, status: int, detail: str, *, scope: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.scope = scope
+
+    @property
+    def www_authenticate(self) -> str:
+        """The RFC 6750 challenge for the response."""
+        if self.status == 403:
+            return f'Bearer error="insufficient_scope", scope="{self.scope}"'
+        if self.detail == "missing bearer token":
+            return "Bearer"
+        return 'Bearer error="invalid_token"'
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: its subject and granted scopes."""
+
+    subject: str
+    scopes: frozenset[str]
+
+    def require(self, scope: str) -> None:
+        """Raise 403 unless ``scope`` was granted."""
+        if scope not in self.scopes:
+            raise AuthError(403, f"token lacks scope {scope}", scope=scope)
+
+    def require_launch(self, job: str) -> None:
+        """Raise 403 unless the caller may launch runs of ``job``."""
+        if LAUNCH_ANY_SCOPE not in self.scopes:
+            self.require(launch_scope(job))
+
+
+def _scopes(claims: dict[str, Any]) -> frozenset[str]:
+    raw = claims.get("scope", claims.get("scp", ""))
+    if isinstance(raw, str):
+        return frozenset(raw.split())
+    if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        return frozenset(raw)
+    return frozenset()
+
+
+class TokenVerifier:
+    """Checks bearer tokens against the configured key, algorithm, audience and issuer."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self._algorithm = settings.jwt_algorithm
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
+        self._leeway = settings.jwt_leeway_seconds
+        if settings.jwt_public_key:
+            try:
+                key = load_pem_public_key(settings.jwt_public_key.encode())
+            except ValueError:
+                raise ConfigError("GATEWAY_JWT_PUBLIC_KEY is not a PEM public key") from None
+            if not isinstance(key, RSAPublicKey):
+                raise ConfigError("GATEWAY_JWT_PUBLIC_KEY must be an RSA key for RS256")
+            self._key: Any = key
+        else:
+            self._key = settings.jwt_secret
+
+    def verify(self, token: str) -> Principal:
+        """Decode and check ``token``.
+
+        Raises:
+            AuthError: 401 with a generic reason when anything is wrong with it.
+        """
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self._algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError(401, "token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthError(401, "token not yet valid") from None
+        except jwt.InvalidAudienceError:
+            raise AuthError(401, "token audience not accepted") from None
+        except jwt.InvalidIssuerError:
+            raise AuthError(401, "token issuer not accepted") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError(401, f"token lacks claim {exc.claim}") from None
+        except jwt.InvalidTokenError:
+            # Bad signature, foreign algorithm (including "none"), malformed token.
+            raise AuthError(401, "invalid token") from None
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise AuthError(401, "token subject missing")
+        return Principal(subject=subject, scopes=_scopes(claims))
+
+    def verify_header(self, authorization: str | None) -> Principal:
+        """Verify an ``Authorization: Bearer <token>`` header value."""
+        if not authorization:
+            raise AuthError(401, "missing bearer token")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError(401, "missing bearer token")
+        return self.verify(token.strip())

@@ -43,7 +43,12 @@ seed: services
 test: services
 	$(RUN) pytest $(PYTEST_ARGS)
 
+# The UI and daemon, plus the two ASGI services that sit outside Dagster: the webhook
+# receiver (:8090) and the API gateway (:8080), stopped together with dg dev.
 dev: pools
+	@trap 'kill $$receiver $$gateway 2>/dev/null' EXIT; \
+	$(RUN) python -m integration_patterns.services.webhook_receiver --port 8090 & receiver=$$!; \
+	$(RUN) python -m integration_patterns.services.gateway --port 8080 & gateway=$$!; \
 	$(RUN) dg dev --host 127.0.0.1 --port 3000
 
 lint: install

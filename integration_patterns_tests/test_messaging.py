@@ -19,6 +19,7 @@ import dagster as dg
 import pytest
 
 from integration_patterns.defs.messaging.batch_job import kafka_orders_batch
+from integration_patterns.defs.messaging.processing import process_order
 from integration_patterns.defs.messaging.sensor import kafka_orders_sensor
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
 from integration_patterns.devstack.orders_load import produce_orders
@@ -180,10 +181,11 @@ def _rabbit_connection_pids(name: str) -> list[str]:
 
 
 def test_connection_lost_mid_run_then_rerun_loses_nothing(stream, kafka, rabbitmq, unique):
-    count = 30_000
+    count = 60_000  # long enough that the run is still publishing when the link is cut
     produce_orders(kafka, topic=stream.topic, count=count, poison_ratio=0.05)
     name = f"conn-{unique}"
     tagged = rabbitmq_from_env(connection_name=name)
+    closed: list[str] = []
 
     def break_connection():
         deadline = time.monotonic() + 30
@@ -197,6 +199,7 @@ def test_connection_lost_mid_run_then_rerun_loses_nothing(stream, kafka, rabbitm
                         check=True,
                         capture_output=True,
                     )
+                    closed.append(pid)
                 return
             time.sleep(0.05)
 
@@ -206,6 +209,7 @@ def test_connection_lost_mid_run_then_rerun_loses_nothing(stream, kafka, rabbitm
     breaker.start()
     run = run_range(stream, kafka, tagged, 0, 0, count)
     breaker.join()
+    assert closed, "the run's connection was never found to be closed"
     assert not run.success
     assert kafka.committed(group_id=stream.group_id, topic=stream.topic, partitions=[0])[0] < 0
 
@@ -223,7 +227,7 @@ def test_connection_lost_mid_run_then_rerun_loses_nothing(stream, kafka, rabbitm
 
 
 def test_killed_run_is_reexecuted_without_loss(stream, kafka, rabbitmq, unique):
-    count = 40_000
+    count = 60_000  # long enough that the run is still publishing when it is killed
     produce_orders(kafka, topic=stream.topic, count=count, poison_ratio=0.05)
     with rabbitmq.channel() as channel:
         stream.declare_topology(rabbitmq, channel)
@@ -269,3 +273,81 @@ def test_rerun_of_an_old_range_never_moves_the_group_backwards(stream, kafka, ra
     assert run_range(stream, kafka, rabbitmq, 0, 100, 200).success
     assert run_range(stream, kafka, rabbitmq, 0, 0, 100).success  # replay from the UI
     assert kafka.committed(group_id=stream.group_id, topic=stream.topic, partitions=[0]) == {0: 200}
+
+
+def test_a_range_never_commits_over_a_failed_predecessor(stream, kafka, rabbitmq, free_port):
+    # Range A fails (dead broker); B must not commit 200 over A's uncommitted messages.
+    produce_orders(kafka, topic=stream.topic, count=200, poison_ratio=0)
+    dead = rabbitmq_from_env(port=free_port, socket_timeout_s=1)
+    assert not run_range(stream, kafka, dead, 0, 0, 100).success
+    b_first = run_range(stream, kafka, rabbitmq, 0, 100, 200)
+    assert not b_first.success
+    failure = b_first.get_step_failure_events()[0].event_specific_data.error.cause
+    assert failure.cls_name == "PredecessorNotCommittedError"
+    assert "Re-execute the run of the earlier range" in failure.message
+    assert kafka.committed(group_id=stream.group_id, topic=stream.topic, partitions=[0])[0] < 0
+    # Re-executing A and then B, as an operator would from the UI, completes the partition.
+    assert run_range(stream, kafka, rabbitmq, 0, 0, 100).success
+    assert run_range(stream, kafka, rabbitmq, 0, 100, 200).success
+    assert kafka.committed(group_id=stream.group_id, topic=stream.topic, partitions=[0]) == {0: 200}
+    seen = drain(rabbitmq, stream.results_queue)
+    assert {int(m[0].rsplit("-", 1)[1]) for m in seen} == set(range(200))
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        # each poison kind is dead-lettered with a reason naming what is wrong
+        (b"", "empty payload"),
+        (b'{"type": "order.created", ', "unparsable payload"),
+        (b"[1, 2]", "not an object"),
+        (b'{"type": "order.shipped"}', "unknown message type"),
+        (b'{"type": "order.created", "order_id": "o"}', "missing field"),
+        # a fractional or boolean quantity must not be truncated into a wrong total
+        (
+            b'{"type": "order.created", "order_id": "o", "customer_id": 1, "currency": "EUR",'
+            b' "items": [{"quantity": 2.7, "unit_price": "1.00"}]}',
+            "positive integer",
+        ),
+        (
+            b'{"type": "order.created", "order_id": "o", "customer_id": 1, "currency": "EUR",'
+            b' "items": [{"quantity": true, "unit_price": "1.00"}]}',
+            "positive integer",
+        ),
+        (
+            b'{"type": "order.created", "order_id": "o", "customer_id": 1, "currency": "EUR",'
+            b' "items": [{"quantity": 1, "unit_price": "NaN"}]}',
+            "non-negative number",
+        ),
+    ],
+)
+def test_poison_payloads_fail_with_a_reason(payload, reason):
+    outcome = process_order(payload)
+    assert outcome.result is None and reason in outcome.error
+
+
+def test_valid_order_total():
+    outcome = process_order(
+        b'{"type": "order.created", "order_id": "o-1", "customer_id": 7, "currency": "EUR",'
+        b' "items": [{"quantity": 3, "unit_price": "2.50"}, {"quantity": 1, "unit_price": "0.99"}]}'
+    )
+    assert outcome.result == {
+        "order_id": "o-1",
+        "customer_id": 7,
+        "currency": "EUR",
+        "item_count": 2,
+        "total": "8.49",
+    }
+
+
+def test_a_hot_partition_cannot_take_every_slot(stream, kafka, unique):
+    produce_orders(kafka, topic=stream.topic, count=3000, partitions=2)  # 1500 each
+    capped = make_stream(unique, batch_size=100, max_runs_per_tick=4)
+    result = sensor_tick(capped, kafka)
+    by_partition = [r.tags["kafka/topic_partition"] for r in result.run_requests]
+    assert sorted(by_partition) == sorted([f"{stream.topic}:0"] * 2 + [f"{stream.topic}:1"] * 2)
+    # The next tick continues each partition where its own share stopped.
+    following = sensor_tick(capped, kafka, cursor=result.cursor)
+    assert {r.run_key for r in following.run_requests} == {
+        f"{stream.topic}:{p}:{start}-{start + 100}" for p in (0, 1) for start in (200, 300)
+    }

@@ -39,6 +39,35 @@ class RangeNotReadableError(RuntimeError):
     """The range's messages stopped arriving (deleted by retention, broker gone, ...)."""
 
 
+class PredecessorNotCommittedError(RuntimeError):
+    """An earlier range of the partition is not committed yet; this one must wait for it."""
+
+
+def check_predecessor(kafka: KafkaResource, consumer: Consumer, config: OffsetRange) -> int | None:
+    """Refuse a range whose predecessor is not committed; return the committed offset.
+
+    Committing ``end`` over an uncommitted gap would mark the gap's messages processed
+    when they were not (e.g. range A failed, then range B ran). Re-running a range the
+    group has already passed is a replay and is allowed; it commits nothing.
+    """
+    partition = TopicPartition(config.topic, config.partition)
+    committed = consumer.committed([partition], timeout=kafka.request_timeout_s)[0].offset
+    if committed >= config.start_offset:
+        return committed
+    if committed < 0:  # nothing committed yet: only the partition's first range may go
+        low, _high = consumer.get_watermark_offsets(partition, timeout=kafka.request_timeout_s)
+        if config.start_offset <= low:
+            return None
+        behind = f"the group has no committed offset and the partition starts at {low}"
+    else:
+        behind = f"the group's committed offset is {committed}"
+    raise PredecessorNotCommittedError(
+        f"{config.topic}[{config.partition}] range {config.start_offset}-{config.end_offset} "
+        f"cannot start: {behind}. Re-execute the run of the earlier range(s) first, then "
+        "this one."
+    )
+
+
 def read_range(
     consumer: Consumer, config: OffsetRange, *, chunk: int, idle_timeout_s: float
 ) -> Iterator[Message]:
@@ -94,6 +123,7 @@ def process_order_batch(
     reasons: Counter[str] = Counter()
     consumer = kafka.consumer(group_id=orders_stream.group_id)
     try:
+        committed_before = check_predecessor(kafka, consumer, config)
 
         def outgoing() -> Iterator[OutgoingMessage]:
             for message in read_range(
@@ -136,9 +166,8 @@ def process_order_batch(
 
         report = rabbitmq.stream_publisher(window=orders_stream.publish_window).publish(outgoing())
         # Every outcome is confirmed durable: only now may the group move past the range.
-        partition = TopicPartition(config.topic, config.partition)
-        committed = consumer.committed([partition], timeout=kafka.request_timeout_s)[0].offset
-        if config.end_offset > committed:  # never move the group backwards on a re-run
+        committed = committed_before if committed_before is not None else -1
+        if config.end_offset > committed:  # a replay never moves the group backwards
             consumer.commit(
                 offsets=[TopicPartition(config.topic, config.partition, config.end_offset)],
                 asynchronous=False,

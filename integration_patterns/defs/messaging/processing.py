@@ -53,9 +53,10 @@ def process_order(payload: bytes | None) -> Outcome:
     try:
         total = Decimal(0)
         for item in items:
-            quantity = int(item["quantity"])
-            if quantity <= 0:
-                raise ValueError(f"quantity must be positive: {quantity}")
+            quantity = item["quantity"]
+            # Exactly an integer: int() would turn 2.7 into 2 and True into 1 silently.
+            if type(quantity) is not int or quantity <= 0:
+                raise ValueError(f"quantity must be a positive integer: {quantity!r}")
             total += quantity * _money(item["unit_price"], "unit_price")
     except (KeyError, TypeError, ValueError) as exc:
         return Outcome(error=f"invalid item: {exc}")

@@ -79,12 +79,15 @@ def kafka_orders_sensor(
     committed = kafka.committed(group_id=orders_stream.group_id, topic=topic, partitions=partitions)
     requests: list[dg.RunRequest] = []
     lag: dict[int, int] = {}
+    # The cap is shared fairly: a hot partition cannot take every slot of every tick.
+    per_partition = max(1, -(-orders_stream.max_runs_per_tick // len(partitions)))
     for partition in partitions:
+        emitted = 0
         low, high = kafka.watermarks(topic, partition)
         done = committed.get(partition, -1)
         start = max(cursor.get(str(partition), 0), done if done >= 0 else low, low)
         lag[partition] = high - max(done, low)
-        while start < high and len(requests) < orders_stream.max_runs_per_tick:
+        while start < high and emitted < per_partition:
             end = min(start + orders_stream.batch_size, high)
             partial = end - start < orders_stream.batch_size
             if partial and not _oldest_is_older_than(
@@ -92,6 +95,7 @@ def kafka_orders_sensor(
             ):
                 break
             requests.append(_run_request(topic, partition, start, end))
+            emitted += 1
             start = end
         cursor[str(partition)] = start
     context.log.info(f"{topic} lag per partition (high watermark - committed): {lag}")

@@ -180,7 +180,7 @@ def test_timeouts_are_retried_then_fail_with_a_clear_error(sim):
 
 def test_circuit_breaker_fails_fast_then_lets_one_probe_through(sim):
     sim.reset(faults={"server_error": 1.0})
-    api = resource(sim, breaker_threshold=3, breaker_cooldown=0.5, max_retries=10)
+    api = resource(sim, breaker_threshold=3, breaker_cooldown=2.0, max_retries=10)
     client = api.get_client()
     try:
         with pytest.raises(CircuitOpenError):
@@ -190,7 +190,7 @@ def test_circuit_breaker_fails_fast_then_lets_one_probe_through(sim):
             client.get_json("/v2/data")
         assert sim.stats()["data_requests"] == 3  # failed fast, the partner saw nothing
         sim.configure(faults={})
-        time.sleep(0.6)
+        time.sleep(2.1)
         assert client.get_json("/v2/data", params={"limit": 1})["data"]
         assert sim.stats()["data_requests"] == 4  # exactly one probe, which closed it
         assert client.breaker is not None and client.breaker.state == "closed"
@@ -241,14 +241,16 @@ def test_rate_limit_headers_slow_the_client_before_a_429(sim):
 
 
 def test_token_is_cached_then_refreshed_before_it_expires(sim):
-    sim.reset(token_ttl=1.0)
-    api = resource(sim, token_refresh_margin=0.5)
+    # Usable for ttl - margin = 2 s (room for three calls on a loaded machine), then
+    # refreshed while the partner would still accept the old token for 4 s more.
+    sim.reset(token_ttl=6.0)
+    api = resource(sim, token_refresh_margin=4.0)
     client = api.get_client()
     try:
         for _ in range(3):
             client.get_json("/v2/data", params={"limit": 1})
         assert sim.stats()["tokens_issued"] == 1
-        time.sleep(0.6)  # inside the margin: refreshed before the partner refuses it
+        time.sleep(2.2)  # inside the margin: refreshed before the partner refuses it
         client.get_json("/v2/data", params={"limit": 1})
     finally:
         api.close()

@@ -377,7 +377,11 @@ def test_receiver_killed_under_load_loses_no_acknowledged_delivery(new_schema, p
         async def scenario() -> None:
             stop = asyncio.Event()
             senders = asyncio.create_task(load(proc.url, stop))
-            await asyncio.sleep(1.5)
+            # Kill mid-load, once a good number of deliveries were acknowledged, however
+            # fast or slow the machine is.
+            deadline = time.monotonic() + 30
+            while len(acked) < 200 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
             os.kill(proc.process.pid, signal.SIGKILL)
             await asyncio.wait_for(senders, timeout=20)
             stop.set()

@@ -157,6 +157,22 @@ def test_duplicate_answers_200_and_adds_nothing(client, receiver, pg):
     assert inbox_keys(pg, receiver[1]).count(("std", payload["id"])) == 1
 
 
+def test_hmac_replay_with_a_new_unsigned_id_is_a_duplicate(client, receiver, pg):
+    # The plain scheme signs only the body: a captured request re-sent with another
+    # X-Webhook-Id header must not become a new event.
+    payload = sample_event("payment.received", 7)
+    scheme, secrets = SOURCES["shop"]
+    body, headers = signed_delivery(scheme, secrets, payload)
+    first = client.post("/webhooks/shop", content=body, headers=headers)
+    replay = client.post(
+        "/webhooks/shop", content=body, headers=headers | {"X-Webhook-Id": "attacker-new-id"}
+    )
+    assert (first.status_code, replay.status_code) == (202, 200)
+    assert first.json()["delivery_id"] == payload["id"]
+    keys = inbox_keys(pg, receiver[1])
+    assert keys.count(("shop", payload["id"])) == 1 and ("shop", "attacker-new-id") not in keys
+
+
 BAD_BODIES = [
     # (signed body, why it is refused)
     (b'{"id": "x1", "type": ', "truncated JSON"),

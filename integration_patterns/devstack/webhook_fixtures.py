@@ -78,11 +78,13 @@ def sign_standard(
 
 
 def sign_hmac(body: bytes, secret: str, *, delivery_id: str | None = None) -> dict[str, str]:
-    """The plain scheme: hex HMAC-SHA256 of the body in ``X-Webhook-Signature``."""
-    headers = {"X-Webhook-Signature": _hex(secret.encode(), body)}
-    if delivery_id is not None:
-        headers["X-Webhook-Id"] = delivery_id
-    return headers | {"Content-Type": "application/json"}
+    """The plain scheme: hex HMAC-SHA256 of the body in ``X-Webhook-Signature``.
+
+    ``delivery_id`` is accepted for symmetry with the other schemes and ignored: this
+    scheme's id is the body's own ``id`` (the only signed place for it).
+    """
+    del delivery_id
+    return {"X-Webhook-Signature": _hex(secret.encode(), body), "Content-Type": "application/json"}
 
 
 def sample_event(event_type: str, n: int = 1, *, delivery_id: str | None = None) -> dict[str, Any]:

@@ -147,7 +147,10 @@ def verify_hmac(
 ) -> Verified:
     """The plain scheme: hex HMAC-SHA256 of the raw body in ``X-Webhook-Signature``.
 
-    The delivery id comes from ``X-Webhook-Id`` when sent, else from the payload's ``id``.
+    Nothing but the body is signed and there is no timestamp, so the delivery id must come
+    from the signed body (its ``id``; a body without one is refused). An unsigned
+    ``X-Webhook-Id`` would let a captured request be replayed as a "new" event just by
+    changing that header; from the body's id, the replay is a duplicate.
     """
     header = headers.get("x-webhook-signature")
     if not header:
@@ -155,7 +158,7 @@ def verify_hmac(
     expected = [_hmac_sha256(key, body).hex().encode() for key in keys]
     if not _any_matches(expected, [_as_bytes(header)]):
         raise SignatureError("X-Webhook-Signature does not match")
-    return Verified(delivery_id=headers.get("x-webhook-id"))
+    return Verified(delivery_id=None)
 
 
 VERIFIERS: dict[str, Verifier] = {

@@ -21,6 +21,18 @@ from pydantic import Field, PrivateAttr
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
 
 
+def ensure_ddl(conn: psycopg.Connection, lock_name: str, statements: Sequence[Any]) -> None:
+    """Run idempotent DDL under a transaction-scoped advisory lock named ``lock_name``.
+
+    ``CREATE ... IF NOT EXISTS`` still races in the catalog when two first runs start at
+    once (a unique violation on pg_type); the lock serialises them. It is released when the
+    caller's transaction ends, so call this inside the transaction that needs the tables.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock_name,))
+    for statement in statements:
+        conn.execute(statement)
+
+
 class PoolExhaustedError(TimeoutError):
     """No connection could be checked out of the pool within the acquire timeout."""
 

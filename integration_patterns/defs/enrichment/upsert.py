@@ -21,7 +21,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from integration_patterns.resources.postgres import PostgresResource
+from integration_patterns.resources.postgres import PostgresResource, ensure_ddl
 
 # (column, PostgreSQL type) in table order; the binary COPY needs the types spelled out.
 COLUMNS: list[tuple[str, str]] = [
@@ -95,9 +95,8 @@ def analytics_ddl(schema: str) -> list[sql.Composed]:
 
 
 def ensure_table(conn: psycopg.Connection, schema: str) -> None:
-    """Create the analytics table in ``schema`` unless it exists."""
-    for statement in analytics_ddl(schema):
-        conn.execute(statement)
+    """Create the analytics table in ``schema`` unless it exists (safe for concurrent runs)."""
+    ensure_ddl(conn, f"{schema}.{TABLE}_ddl", analytics_ddl(schema))
 
 
 def frame_to_rows(frame: pd.DataFrame, partition_date: dt.date) -> Iterable[Sequence[Any]]:
@@ -205,8 +204,9 @@ def upsert(
     )
     started = time.perf_counter()
     try:
+        with postgres.get_connection() as conn:  # DDL in its own short transaction, so
+            ensure_table(conn, schema)  # its lock never spans a concurrent run's upsert
         with postgres.get_connection() as conn:
-            ensure_table(conn, schema)
             _staging_memory(conn)
             conn.execute(
                 sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(

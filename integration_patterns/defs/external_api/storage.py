@@ -14,6 +14,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from integration_patterns.defs.external_api.transform import PartnerRecord, Quarantined
+from integration_patterns.resources.postgres import ensure_ddl
 
 RECORDS = "partner_records"
 QUARANTINE = "partner_records_quarantine"
@@ -81,8 +82,7 @@ class StoreResult:
 
 def ensure_tables(conn: psycopg.Connection) -> None:
     """Create the tables once; the advisory lock keeps concurrent first runs from racing."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (RECORDS,))
-    conn.execute(DDL)  # type: ignore[arg-type]
+    ensure_ddl(conn, RECORDS, [DDL])
 
 
 def read_watermark(conn: psycopg.Connection, source: str) -> datetime | None:

@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 from pydantic import Field
 
+from integration_patterns.resources.postgres import ensure_ddl
 from integration_patterns.services.webhook_receiver.inbox import INBOX_TABLE
 
 # Entity tables the processors upsert into; ``last_inbox_id`` orders competing updates.
@@ -90,13 +91,11 @@ class WebhookStore(dg.ConfigurableResource):
     def ensure_entity_tables(self, conn: psycopg.Connection) -> None:
         """Create the processors' tables if missing (serialised across concurrent runs)."""
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('webhook_entities_ddl'))")
-            conn.execute(
-                sql.SQL(_ENTITY_DDL).format(
-                    schema=sql.Identifier(self.schema_name),
-                    orders=self.table("webhook_orders"),
-                    payments=self.table("webhook_payments"),
-                    users=self.table("webhook_users"),
-                    unknown=self.table("webhook_unknown_events"),
-                )
+            ddl = sql.SQL(_ENTITY_DDL).format(
+                schema=sql.Identifier(self.schema_name),
+                orders=self.table("webhook_orders"),
+                payments=self.table("webhook_payments"),
+                users=self.table("webhook_users"),
+                unknown=self.table("webhook_unknown_events"),
             )
+            ensure_ddl(conn, "webhook_entities_ddl", [ddl])

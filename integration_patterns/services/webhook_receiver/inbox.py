@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from integration_patterns.resources.postgres import ensure_ddl
+
 INBOX_TABLE = "webhook_inbox"
 
 _DDL = """
@@ -76,9 +78,11 @@ def _insert_query(schema: str) -> bytes:
 def ensure_inbox(conn: psycopg.Connection, schema: str) -> None:
     """Create the schema, table and index if missing (safe to run from many processes)."""
     with conn.transaction():
-        # CREATE ... IF NOT EXISTS still races in the catalog; serialise concurrent starts.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('webhook_inbox_ddl'))")
-        conn.execute(sql.SQL(_DDL).format(schema=sql.Identifier(schema), table=inbox_table(schema)))
+        ensure_ddl(
+            conn,
+            "webhook_inbox_ddl",
+            [sql.SQL(_DDL).format(schema=sql.Identifier(schema), table=inbox_table(schema))],
+        )
 
 
 def insert_rows(

@@ -29,7 +29,7 @@ from integration_patterns.resources.http import (
     RequestTimeoutError,
     RestClient,
 )
-from integration_patterns.resources.http_errors import Redactor, mask_url
+from integration_patterns.resources.http_errors import HttpApiError, Redactor, mask_url
 from integration_patterns.resources.http_limits import CircuitBreaker
 from integration_patterns.resources.http_retry import RetryPolicy, parse_retry_after
 
@@ -316,6 +316,26 @@ def test_every_paginator_reads_the_complete_set(sim, paginator):
         assert api.get_client().stats.pages == 10
     finally:
         api.close()
+
+
+class _HijackedNextLink(NextLinkPaginator):
+    """A partner response whose next link names another host (broken or malicious)."""
+
+    def update_state(self, body, items):
+        super().update_state(body, items)
+        if self._next:
+            self._next = self._next.replace("127.0.0.1", "127.0.0.2")
+
+
+def test_next_link_to_another_origin_is_refused(sim):
+    sim.reset(total_records=30)
+    api = resource(sim)
+    try:
+        with pytest.raises(HttpApiError, match="leaves the partner's origin"):
+            fetch_ids(api.get_client(), paginator=_HijackedNextLink())
+    finally:
+        api.close()
+    assert sim.stats()["data_requests"] == 1  # the token never went anywhere else
 
 
 def test_secrets_never_reach_the_log(sim):

@@ -358,6 +358,7 @@ def test_late_commit_is_not_skipped(receiver, pg, client):
         assert deliver(client, "shop", early).status_code == 202
         held = tick(pg, store, cursor)
         assert isinstance(held, dg.SkipReason)  # the committed row waits behind the open one
+        assert "1 webhook event(s) held back" in (held.skip_message or "")
         late.commit()
     finally:
         late.close()

@@ -139,6 +139,22 @@ class RestClient:
             if not paginator.has_next_page:
                 return
             url, query = paginator.next_request(url, query)
+            self._check_same_origin(url)
+
+    def _check_same_origin(self, url: str) -> None:
+        """Refuse a next-page link to another origin: the bearer token would go with it."""
+        target, base = httpx.URL(url), self.http.base_url
+        if target.is_absolute_url and (target.scheme, target.host, target.port) != (
+            base.scheme,
+            base.host,
+            base.port,
+        ):
+            raise HttpApiError(
+                f"next-page link leaves the partner's origin for {target.scheme}://{target.host}; "
+                "not following it with credentials",
+                method="GET",
+                url=f"{target.scheme}://{target.host}{target.path}",
+            )
 
     def request(
         self,

@@ -47,6 +47,14 @@ ORDER BY txid, id
 LIMIT %(limit)s
 """
 
+# Rows past the cursor that the snapshot horizon still holds back, and that horizon: a
+# long-running write transaction anywhere on the server delays routing, and the tick says so.
+_HELD_BACK = """
+SELECT count(*), pg_snapshot_xmin(pg_current_snapshot())::text
+FROM {inbox}
+WHERE (txid, id) > (%(txid)s, %(id)s)
+"""
+
 
 def parse_cursor(cursor: str | None) -> tuple[int, int]:
     """``(txid, id)`` of the last emitted row; ``(0, 0)`` before the first tick."""
@@ -99,7 +107,18 @@ def webhook_inbox_router(
             sql.SQL(_PENDING).format(inbox=webhook_store.inbox),
             {"txid": txid, "id": last_id, "limit": webhook_store.max_runs_per_tick},
         ).fetchall()
+        held = None
+        if not rows:
+            held = conn.execute(
+                sql.SQL(_HELD_BACK).format(inbox=webhook_store.inbox),
+                {"txid": txid, "id": last_id},
+            ).fetchone()
     if not rows:
+        if held and held[0]:
+            return dg.SkipReason(
+                f"{held[0]} webhook event(s) held back until transactions older than xid "
+                f"{held[1]} finish (a long-running transaction on the server delays routing)"
+            )
         return dg.SkipReason("no new webhook events")
     requests = [run_request_for(row) for row in rows]
     last = rows[-1]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 
 class ServiceUnavailableError(ConnectionError):
@@ -30,10 +29,6 @@ class Health:
     ok: bool
     latency_ms: float
     detail: str
-
-    def as_metadata(self) -> dict[str, Any]:
-        """Plain values, ready for Dagster metadata or JSON."""
-        return asdict(self)
 
 
 def probe(service: str, address: str, check: Callable[[], str]) -> Health:

@@ -81,11 +81,6 @@ class GatewaySettings:
         return "HS256" if self.jwt_secret else "RS256"
 
     @property
-    def jwt_key(self) -> str:
-        """The verification key for ``jwt_algorithm``."""
-        return self.jwt_secret or self.jwt_public_key or ""
-
-    @property
     def bucket_size(self) -> int:
         """How many requests a subject may make at once."""
         return self.rate_limit_burst or self.rate_limit_per_minute

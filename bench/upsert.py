@@ -11,7 +11,6 @@ Baselines, in the same run and alternating with ours:
 from __future__ import annotations
 
 import datetime as dt
-import os
 import statistics
 import time
 from decimal import Decimal
@@ -31,14 +30,7 @@ DAY = dt.date(2026, 1, 31)
 
 
 def _postgres() -> PostgresResource:
-    env = os.environ
-    return PostgresResource(
-        host=env.get("POSTGRES_HOST", "127.0.0.1"),
-        port=int(env.get("POSTGRES_PORT", "5432")),
-        dbname=env.get("POSTGRES_DB", "integration_patterns"),
-        user=env.get("POSTGRES_USER", "integration"),
-        password=env.get("POSTGRES_PASSWORD", ""),
-    )
+    return PostgresResource.from_env()
 
 
 def _frame(n: int, *, version: int) -> pd.DataFrame:

@@ -9,7 +9,6 @@ from wrk. Runs alternate ours/baseline and the medians are reported.
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
 import subprocess
@@ -133,13 +132,7 @@ def count_rows(postgres: PostgresResource, schema: str) -> int:
 
 
 def main() -> None:
-    postgres = PostgresResource(
-        host=os.environ["POSTGRES_HOST"],
-        port=int(os.environ["POSTGRES_PORT"]),
-        dbname=os.environ["POSTGRES_DB"],
-        user=os.environ["POSTGRES_USER"],
-        password=os.environ["POSTGRES_PASSWORD"],
-    )
+    postgres = PostgresResource.from_env()
     schema = f"wh_bench_{uuid.uuid4().hex[:8]}"
     secret = new_standard_secret()
     env = receiver_env({"bench": ("standard", [secret])}, schema=schema)

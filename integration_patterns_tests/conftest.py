@@ -51,16 +51,7 @@ def require_healthy(resource) -> None:
 
 def postgres_from_env(**overrides) -> PostgresResource:
     """A PostgresResource configured like the code location's, with overrides."""
-    return PostgresResource(
-        **{
-            "host": os.environ["POSTGRES_HOST"],
-            "port": int(os.environ["POSTGRES_PORT"]),
-            "dbname": os.environ["POSTGRES_DB"],
-            "user": os.environ["POSTGRES_USER"],
-            "password": os.environ["POSTGRES_PASSWORD"],
-            **overrides,
-        }
-    )
+    return PostgresResource.from_env(**overrides)
 
 
 def mongo_from_env(**overrides) -> MongoResource:

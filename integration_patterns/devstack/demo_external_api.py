@@ -52,13 +52,7 @@ def run_demo(
         },
         timeout=5.0,
     ).raise_for_status()
-    postgres = postgres or PostgresResource(
-        host=os.environ.get("POSTGRES_HOST", "127.0.0.1"),
-        port=int(os.environ.get("POSTGRES_PORT", "5432")),
-        dbname=os.environ.get("POSTGRES_DB", "integration_patterns"),
-        user=os.environ.get("POSTGRES_USER", "integration"),
-        password=os.environ.get("POSTGRES_PASSWORD", "integration"),
-    )
+    postgres = postgres or PostgresResource.from_env()
     partner_api = PartnerApiResource(
         base_url=base_url,
         client_id=os.environ.get("PARTNER_API_CLIENT_ID", "partner-demo"),

@@ -258,13 +258,7 @@ def default_end() -> dt.datetime:
 def resources_from_env() -> tuple[PostgresResource, MongoResource]:
     """Resources for dev tooling run from a shell, where the environment is the config."""
     env = os.environ
-    postgres = PostgresResource(
-        host=env.get("POSTGRES_HOST", "127.0.0.1"),
-        port=int(env.get("POSTGRES_PORT", "5432")),
-        dbname=env.get("POSTGRES_DB", "integration_patterns"),
-        user=env.get("POSTGRES_USER", "integration"),
-        password=env.get("POSTGRES_PASSWORD", ""),
-    )
+    postgres = PostgresResource.from_env(env)
     mongo = MongoResource(
         host=env.get("MONGO_HOST", "127.0.0.1"),
         port=int(env.get("MONGO_PORT", "27017")),

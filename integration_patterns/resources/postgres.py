@@ -8,8 +8,9 @@ resource counts the queries it ran and how many failed, which the pool-health ch
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -110,6 +111,24 @@ class PostgresResource(dg.ConfigurableResource):
     )
 
     _pool: ConnectionPool[psycopg.Connection] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> PostgresResource:
+        """Configured from ``POSTGRES_*`` for code that runs outside Dagster.
+
+        The ASGI services, dev tooling, benchmarks and tests read the environment directly;
+        inside Dagster, ``defs/resources.py`` wires the same variables with ``dg.EnvVar``.
+        An unset variable keeps the field's default (the local services).
+        """
+        env = os.environ if env is None else env
+        names = {"host": "HOST", "dbname": "DB", "user": "USER", "password": "PASSWORD"}
+        values: dict[str, Any] = {
+            f: env[f"POSTGRES_{v}"] for f, v in names.items() if f"POSTGRES_{v}" in env
+        }
+        if "POSTGRES_PORT" in env:
+            values["port"] = int(env["POSTGRES_PORT"])
+        return cls(**(values | overrides))
+
     _counter: QueryCounter = PrivateAttr(default_factory=QueryCounter)
 
     @property

@@ -7,7 +7,6 @@ Settings come from the environment (see ``config.py``); the database from the sa
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import uvicorn
@@ -19,12 +18,7 @@ from integration_patterns.services.webhook_receiver.config import ConfigError, s
 
 def postgres_from_env(pool_size: int) -> PostgresResource:
     """The receiver's pool, configured like the code location's ``postgres`` resource."""
-    return PostgresResource(
-        host=os.environ.get("POSTGRES_HOST", "127.0.0.1"),
-        port=int(os.environ.get("POSTGRES_PORT", "5432")),
-        dbname=os.environ.get("POSTGRES_DB", "integration_patterns"),
-        user=os.environ.get("POSTGRES_USER", "integration"),
-        password=os.environ.get("POSTGRES_PASSWORD", ""),
+    return PostgresResource.from_env(
         min_size=1,
         max_size=pool_size,
         application_name="webhook_receiver",

@@ -2,7 +2,9 @@
 # services and run. Everything is idempotent; a second call reuses what is there.
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
-RUN := uv run --frozen --env-file .env
+# .env.example holds every setting's local default; .env (yours, git-ignored) overrides it,
+# so a setting added to .env.example later reaches an older .env too.
+RUN := uv run --frozen --env-file .env.example --env-file .env
 SERVICES := $(RUN) python -m integration_patterns.devstack.services
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 

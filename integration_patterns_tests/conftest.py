@@ -24,15 +24,15 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def _load_env_defaults() -> None:
-    """Use .env (or .env.example) for variables the caller did not set, like `dg dev` does."""
-    env_file = PROJECT / ".env"
-    if not env_file.exists():
-        env_file = PROJECT / ".env.example"
-    for line in env_file.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            os.environ.setdefault(key.strip(), value.strip())
+    """Fill variables the caller did not set from .env, then from .env.example (as make does)."""
+    for env_file in (PROJECT / ".env", PROJECT / ".env.example"):
+        if not env_file.exists():
+            continue
+        for line in env_file.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                os.environ.setdefault(key.strip(), value.strip())
 
 
 _load_env_defaults()

@@ -54,3 +54,27 @@ def test_a_service_that_cannot_start_fails_naming_it_with_its_log(tmp_path, free
     assert result.returncode == 1
     assert "FAILED mongodb" in result.stderr
     assert "mongo.log" in result.stderr
+
+
+def test_the_suite_fails_rather_than_skips_when_a_service_is_down(free_port):
+    # A fixture whose service does not answer must fail its tests, never skip them: a green
+    # run with MongoDB down would have tested nothing.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "integration_patterns_tests/test_mongo_resource.py::test_insert_then_group_and_max",
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MONGO_PORT": str(free_port)},
+    )
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "1 error" in result.stdout and "skipped" not in result.stdout
+    assert f"MongoDB at 127.0.0.1:{free_port} is not answering" in result.stdout

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
+from integration_patterns.defs.enrichment.store import EnrichmentStore
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.mongo import MongoResource
 from integration_patterns.resources.postgres import PostgresResource
@@ -134,3 +136,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def store(unique, postgres, mongo) -> Iterator[EnrichmentStore]:
+    """The enrichment's private schema and events collection, dropped after the test."""
+    enrichment = EnrichmentStore(
+        schema_name=f"enrich_{unique}", events_collection=f"user_events_{unique}"
+    )
+    yield enrichment
+    with postgres.get_connection() as conn:
+        conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(enrichment.schema_name)
+            )
+        )
+    mongo.db()[enrichment.events_collection].drop()

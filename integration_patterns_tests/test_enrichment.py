@@ -9,7 +9,6 @@ schedule, and the pool-health verdicts.
 """
 
 import datetime as dt
-from collections.abc import Iterator
 from decimal import Decimal
 
 import dagster as dg
@@ -33,22 +32,6 @@ END = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
 PARTITION = "2026-01-31"  # its 30-day window is [2026-01-02, 2026-02-01)
 IN_WINDOW = dt.datetime(2026, 1, 20, 12, tzinfo=dt.UTC)
 BEFORE_WINDOW = dt.datetime(2025, 12, 1, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def store(unique, postgres, mongo) -> Iterator[EnrichmentStore]:
-    """A private schema and collection, dropped after the test."""
-    enrichment = EnrichmentStore(
-        schema_name=f"enrich_{unique}", events_collection=f"user_events_{unique}"
-    )
-    yield enrichment
-    with postgres.get_connection() as conn:
-        conn.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                sql.Identifier(enrichment.schema_name)
-            )
-        )
-    mongo.db()[enrichment.events_collection].drop()
 
 
 def enrichment_defs(store: EnrichmentStore, **resource_overrides) -> dg.Definitions:
@@ -251,6 +234,17 @@ def test_limit_bounds_both_source_reads(postgres, mongo, store):
 
 def test_seeding_is_deterministic_and_carries_the_mess(postgres, mongo, store):
     volume = sample_data.Volume(customers=300, orders=2_000, events=3_000)
+
+    def seeded() -> tuple:
+        """Everything the seeder wrote, in a stable order."""
+        customers = "SELECT customer_id, name, email, signed_up_at FROM {} ORDER BY row_id"
+        orders = "SELECT customer_id, amount, ordered_at FROM {} ORDER BY order_id"
+        return (
+            postgres.fetch_all(sql.SQL(customers).format(store.table("customers"))),
+            postgres.fetch_all(sql.SQL(orders).format(store.table("orders"))),
+            list(mongo.db()[store.events_collection].find({}, {"_id": 0}).sort("timestamp", 1)),
+        )
+
     first = sample_data.seed(
         postgres,
         mongo,
@@ -259,19 +253,7 @@ def test_seeding_is_deterministic_and_carries_the_mess(postgres, mongo, store):
         collection=store.events_collection,
         end=END,
     )
-    snapshot = (
-        postgres.fetch_all(
-            sql.SQL("SELECT customer_id, name, email, signed_up_at FROM {} ORDER BY row_id").format(
-                store.table("customers")
-            )
-        ),
-        postgres.fetch_all(
-            sql.SQL("SELECT customer_id, amount, ordered_at FROM {} ORDER BY order_id").format(
-                store.table("orders")
-            )
-        ),
-        list(mongo.db()[store.events_collection].find({}, {"_id": 0}).sort("timestamp", 1)),
-    )
+    snapshot = seeded()
     second = sample_data.seed(
         postgres,
         mongo,
@@ -280,19 +262,7 @@ def test_seeding_is_deterministic_and_carries_the_mess(postgres, mongo, store):
         collection=store.events_collection,
         end=END,
     )
-    again = (
-        postgres.fetch_all(
-            sql.SQL("SELECT customer_id, name, email, signed_up_at FROM {} ORDER BY row_id").format(
-                store.table("customers")
-            )
-        ),
-        postgres.fetch_all(
-            sql.SQL("SELECT customer_id, amount, ordered_at FROM {} ORDER BY order_id").format(
-                store.table("orders")
-            )
-        ),
-        list(mongo.db()[store.events_collection].find({}, {"_id": 0}).sort("timestamp", 1)),
-    )
+    again = seeded()
     assert snapshot == again  # same seed, same end: same data (and reseeding replaces)
     assert {**vars(first), "seconds": 0} == {**vars(second), "seconds": 0}
     assert len(snapshot[0]) == first.customers_rows

@@ -10,7 +10,6 @@ exactly as before.
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 
 import dagster as dg
@@ -22,7 +21,6 @@ from psycopg import sql
 from integration_patterns.defs.enrichment import assets
 from integration_patterns.defs.enrichment.pool_health import pool_problems
 from integration_patterns.defs.enrichment.schedule import customer_enrichment
-from integration_patterns.defs.enrichment.store import EnrichmentStore
 from integration_patterns.defs.enrichment.upsert import (
     TABLE,
     InvalidBatchError,
@@ -36,22 +34,6 @@ from integration_patterns_tests.conftest import mongo_from_env, postgres_from_en
 
 DAY = dt.date(2026, 1, 31)
 END = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def store(unique, postgres, mongo) -> Iterator[EnrichmentStore]:
-    """A private schema and collection, dropped after the test."""
-    enrichment = EnrichmentStore(
-        schema_name=f"enrich_f_{unique}", events_collection=f"user_events_f_{unique}"
-    )
-    yield enrichment
-    with postgres.get_connection() as conn:
-        conn.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                sql.Identifier(enrichment.schema_name)
-            )
-        )
-    mongo.db()[enrichment.events_collection].drop()
 
 
 def frame_of(ids, score=10) -> pd.DataFrame:

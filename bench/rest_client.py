@@ -18,9 +18,9 @@ import time
 import httpx
 
 from bench.report import Comparison, write
+from integration_patterns.defs.external_api.resources import PartnerApiResource
 from integration_patterns.devstack.partner_api import SimulatorProcess
-from integration_patterns.resources.http import PartnerApiResource
-from integration_patterns.resources.http_limits import RateLimiter
+from integration_patterns.resources.http import RateLimiter
 
 CLIENT_ID, SECRET = "bench-client", "bench-secret-value"
 PAGES, PAGE_SIZE, REPETITIONS = 300, 10, 7

@@ -20,13 +20,15 @@ from integration_patterns.defs.external_api.assets import (
     partner_records_job,
     partner_records_raw,
 )
-from integration_patterns.defs.external_api.resources import external_api_resources
+from integration_patterns.defs.external_api.resources import (
+    PartnerApiResource,
+    external_api_resources,
+)
 from integration_patterns.defs.external_api.storage import QUARANTINE, RECORDS, WATERMARK
 from integration_patterns.defs.external_api.transform import PartnerRecord, to_internal
 from integration_patterns.defs.resources import resources as shared_resources
 from integration_patterns.devstack.demo_external_api import run_demo
 from integration_patterns.devstack.partner_api import SimulatorProcess, record
-from integration_patterns.resources.http import PartnerApiResource
 
 CLIENT_ID = "asset-client"
 SECRET = "Asset-s3cret-Value-41c0"

@@ -17,21 +17,24 @@ from email.utils import formatdate
 import httpx
 import pytest
 
+from integration_patterns.defs.external_api.resources import PartnerApiResource
 from integration_patterns.devstack.partner_api import SimulatorProcess
 from integration_patterns.resources.http import (
     AuthError,
+    CircuitBreaker,
     CircuitOpenError,
     ClientError,
     CursorPaginator,
+    HttpApiError,
     NextLinkPaginator,
     PageNumberPaginator,
-    PartnerApiResource,
+    Redactor,
     RequestTimeoutError,
     RestClient,
+    RetryPolicy,
+    mask_url,
+    parse_retry_after,
 )
-from integration_patterns.resources.http_errors import HttpApiError, Redactor, mask_url
-from integration_patterns.resources.http_limits import CircuitBreaker
-from integration_patterns.resources.http_retry import RetryPolicy, parse_retry_after
 
 CLIENT_ID = "test-client"
 SECRET = "s3cr3t-Partner-pw-7f2a9c"

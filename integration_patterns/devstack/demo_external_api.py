@@ -19,8 +19,8 @@ from integration_patterns.defs.external_api.assets import (
     partner_records_job,
     partner_records_raw,
 )
+from integration_patterns.defs.external_api.resources import PartnerApiResource
 from integration_patterns.defs.external_api.storage import QUARANTINE, RECORDS, ensure_tables
-from integration_patterns.resources.http import PartnerApiResource
 from integration_patterns.resources.postgres import PostgresResource
 
 DEMO_FAULTS = {

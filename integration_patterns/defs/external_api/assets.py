@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from integration_patterns.defs.external_api.resources import PartnerApiResource
 from integration_patterns.defs.external_api.storage import (
     ensure_tables,
     read_watermark,
     store,
 )
 from integration_patterns.defs.external_api.transform import PartnerBatch, split
-from integration_patterns.resources.http import PartnerApiResource
 from integration_patterns.resources.postgres import PostgresResource
 
 QUARANTINE_CHECK = "quarantine_rate_within_threshold"

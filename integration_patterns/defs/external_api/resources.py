@@ -1,8 +1,18 @@
-"""Wires the partner API resource from the environment (secrets only through ``dg.EnvVar``)."""
+"""The partner API resource and its wiring from the environment (secrets via ``dg.EnvVar``)."""
 
 import dagster as dg
+from pydantic import Field
 
-from integration_patterns.resources.http import PartnerApiResource
+from integration_patterns.resources.http import RestApiResource
+
+
+class PartnerApiResource(RestApiResource):
+    """The partner's REST API: the generic OAuth2 REST resource plus this pattern's fields."""
+
+    scope: str = Field(default="records:read", description="Space-separated scopes to request.")
+    source_name: str = Field(
+        default="partner_api", description="Source label written with every record."
+    )
 
 
 @dg.definitions

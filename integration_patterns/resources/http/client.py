@@ -1,6 +1,7 @@
 """A resilient REST client over httpx: one place that decides what each response means.
 
-Routing: 2xx returns; 401 gets exactly one forced token refresh, then an ``AuthError``;
+Routing: 2xx returns; 401 gets exactly one forced token refresh (in the ``httpx.Auth``
+of :mod:`.auth`), then an ``AuthError``;
 429 waits for ``Retry-After`` (seconds or HTTP-date, clamped) and pauses every request
 sharing the process's budget; 5xx, timeouts and dropped connections retry with
 exponential backoff and jitter; any other 4xx fails at once with the status, the masked
@@ -20,29 +21,23 @@ from typing import Any
 
 import httpx
 
-from integration_patterns.resources.http_auth import OAuth2ClientCredentials
-from integration_patterns.resources.http_errors import (
+from integration_patterns.resources.http.auth import OAuth2ClientCredentials
+from integration_patterns.resources.http.breaker import CircuitBreaker
+from integration_patterns.resources.http.budget import RateLimiter, ServerHint
+from integration_patterns.resources.http.errors import (
     AuthError,
     CircuitOpenError,
     ClientError,
     ConnectionFailedError,
     HttpApiError,
     RateLimitedError,
-    Redactor,
     RequestTimeoutError,
     ServerError,
-    excerpt,
-    mask_url,
 )
-from integration_patterns.resources.http_limits import (
-    CircuitBreaker,
-    RateLimiter,
-    ServerHint,
-    reset_from_header,
-)
-from integration_patterns.resources.http_paginate import CursorPaginator, Paginator, dig
-from integration_patterns.resources.http_retry import RETRY_STATUSES, RetryPolicy
-from integration_patterns.resources.http_stats import CallStats
+from integration_patterns.resources.http.pagination import CursorPaginator, Paginator, dig
+from integration_patterns.resources.http.redaction import Redactor, excerpt, mask_url
+from integration_patterns.resources.http.retry import RETRY_STATUSES, RetryPolicy, reset_from_header
+from integration_patterns.resources.http.stats import CallStats
 
 _LOG = logging.getLogger(__name__)
 
@@ -165,18 +160,15 @@ class RestClient:
         json_body: Any = None,
     ) -> httpx.Response:
         """Send one logical request, retrying as the module docstring describes."""
-        retries, attempt, reauthenticated = 0, 0, False
+        retries, attempt = 0, 0
         while True:
             attempt += 1
             # params=None, not {}: httpx replaces a URL's own query with an empty mapping
             request = self.http.build_request(method, url, params=params or None, json=json_body)
             self._guard(request, attempt)
-            token = self.auth.token() if self.auth else None
-            if token:
-                request.headers["Authorization"] = f"Bearer {token}"
             started = time.perf_counter()
             try:
-                response = self.http.send(request)
+                response = self.http.send(request, auth=self.auth)
                 response.read()
             except httpx.TransportError as exc:
                 timed_out = isinstance(exc, httpx.TimeoutException)
@@ -195,17 +187,17 @@ class RestClient:
                     url=self._masked(request),
                     attempts=attempt,
                 ) from None
+            for refused in response.history:  # a 401 the auth answered with a fresh token
+                sent = time.perf_counter() - refused.elapsed.total_seconds()
+                self._record(refused.request, refused.status_code, sent, attempt)
+                self.stats.add("reauthentications")
+                attempt += 1
             self._record(request, response.status_code, started, attempt)
             self._observe_budget(response)
             status = response.status_code
             if status < 400:
                 self._succeeded()
                 return response
-            if status == 401 and self.auth is not None and token and not reauthenticated:
-                reauthenticated = True  # exactly one forced refresh per logical request
-                self.stats.add("reauthentications")
-                self.auth.refresh(token)
-                continue
             if status in RETRY_STATUSES:
                 if status == 429:
                     self.stats.add("rate_limited")

@@ -1,4 +1,4 @@
-"""Client-side protections: a process-wide request budget and a circuit breaker.
+"""A process-wide request budget: a token bucket shared by every client of one partner.
 
 The budget is a token bucket shared by every client in the process that talks to the same
 partner, because the partner counts our requests, not our client objects. Waiters pass a
@@ -8,10 +8,6 @@ of 1, released requests are at least ``60 / per_minute`` seconds apart, which ke
 inside a *sliding* window limit too (a larger burst may exceed such a limit). The server's
 own ``X-RateLimit-Remaining`` / ``-Reset`` headers, when sent, pause everyone sharing the
 bucket before the partner has to answer 429.
-
-The circuit breaker stops a run from hammering a partner that is down: after a run of
-consecutive failures calls fail fast for a cool-down, then one probe is let through; its
-success closes the circuit, its failure opens it again.
 """
 
 from __future__ import annotations
@@ -112,72 +108,3 @@ def shared_limiter(key: str, per_minute: float, burst: int = 1) -> RateLimiter:
     """The one limiter of this process for ``key`` (the partner's base URL) and budget."""
     with _REGISTRY_LOCK:
         return _REGISTRY.setdefault((key, per_minute, burst), RateLimiter(per_minute, burst=burst))
-
-
-def reset_from_header(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds until the server's window resets: delta seconds, or epoch seconds if huge."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    if number > 1_000_000_000:  # some partners send an epoch timestamp instead
-        number -= time.time() if now is None else now
-    return max(0.0, number)
-
-
-class CircuitBreaker:
-    """Closed -> open after ``threshold`` consecutive failures -> one probe after ``cooldown``."""
-
-    def __init__(
-        self,
-        threshold: int = 5,
-        cooldown: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._probing = False
-        self._probe_started = 0.0
-        self.times_opened = 0
-
-    @property
-    def state(self) -> str:
-        """``closed``, ``open`` or ``half-open``."""
-        with self._lock:
-            if self._opened_at is None:
-                return "closed"
-            return "half-open" if self._clock() - self._opened_at >= self.cooldown else "open"
-
-    def allow(self) -> float | None:
-        """None when a call may go ahead, else the seconds left in the cool-down."""
-        with self._lock:
-            if self._opened_at is None:
-                return None
-            now = self._clock()
-            left = self.cooldown - (now - self._opened_at)
-            if left > 0:
-                return left
-            if self._probing and now - self._probe_started < self.cooldown:
-                return 0.0  # a probe is out; a probe that never reported is replaced later
-            self._probing, self._probe_started = True, now  # exactly one probe at a time
-            return None
-
-    def record_success(self) -> None:
-        """A call succeeded: close the circuit."""
-        with self._lock:
-            self._failures, self._opened_at, self._probing = 0, None, False
-
-    def record_failure(self) -> None:
-        """A call failed in a way that says the partner is unwell."""
-        with self._lock:
-            self._failures += 1
-            if self._probing or self._failures >= self.threshold:
-                if self._opened_at is None or self._probing:
-                    self.times_opened += 1
-                self._opened_at, self._probing = self._clock(), False

@@ -1,10 +1,11 @@
-"""OAuth2 client-credentials tokens: fetched once, cached until shortly before expiry.
+"""OAuth2 client-credentials tokens as an ``httpx.Auth``: fetched once, cached until expiry.
 
 One provider is shared by every request of a client (and every thread): the lock makes
-sure a burst of callers at expiry triggers one token request, not one each. After a 401
-the client asks for :meth:`OAuth2ClientCredentials.refresh` with the token that was
-refused; if another thread already replaced it, that new token is returned without a
-second round trip, so a revocation costs exactly one refresh. The client secret and every
+sure a burst of callers at expiry triggers one token request, not one each. As an
+``httpx.Auth`` it puts the bearer token on each request and, after a 401, refreshes the
+token that was refused and sends the request once more; if another thread already replaced
+that token, the new one is used without a second round trip, so a revocation costs
+exactly one refresh. The client secret and every
 token are registered with the :class:`Redactor`, so they are masked wherever they might be
 logged or raised.
 """
@@ -15,24 +16,22 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from urllib.parse import quote
 
 import httpx
 
-from integration_patterns.resources.http_errors import (
+from integration_patterns.resources.http.errors import (
     AuthError,
     ConnectionFailedError,
-    Redactor,
     ServerError,
-    excerpt,
-    mask_url,
 )
+from integration_patterns.resources.http.redaction import Redactor, excerpt, mask_url
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 
 
-class OAuth2ClientCredentials:
+class OAuth2ClientCredentials(httpx.Auth):
     """Access tokens for ``client_id`` from ``token_url`` (RFC 6749 section 4.4)."""
 
     def __init__(
@@ -71,6 +70,16 @@ class OAuth2ClientCredentials:
         self.fetched = 0
         self.forced_refreshes = 0
         redact.add(client_secret)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Send ``request`` with the bearer token; after a 401, once more with a fresh one."""
+        token = self.token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            response.read()  # release the connection before the token request
+            request.headers["Authorization"] = f"Bearer {self.refresh(token)}"
+            yield request
 
     def token(self) -> str:
         """A valid access token, from the cache unless it expires within the margin."""

@@ -1,11 +1,8 @@
-"""Typed errors for calls to external HTTP APIs, and the masking that keeps secrets out of them.
+"""Masking that keeps secrets out of every log line and error of the HTTP client.
 
-Every error names the method, the URL with secrets masked, the status and an excerpt of
-the response body, because an operator reading a failed run needs to know which call
-failed and what the partner said, without ever seeing a credential. Masking happens twice:
-query parameters and user-info with secret-looking names are replaced, and any known
-secret value (client secret, access tokens) is replaced wherever it appears, since partners
-sometimes echo tokens back in error bodies.
+Masking happens twice: query parameters and user-info with secret-looking names are
+replaced, and any known secret value (client secret, access tokens) is replaced wherever
+it appears, since partners sometimes echo tokens back in error bodies.
 """
 
 from __future__ import annotations
@@ -70,56 +67,3 @@ def excerpt(body: str, redact: Redactor | None = None, limit: int = 300) -> str:
     text = " ".join(body.split())
     text = redact(text) if redact else text
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-class HttpApiError(Exception):
-    """A call to an external API failed; the message is safe to log (secrets masked)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        method: str,
-        url: str,
-        status: int | None = None,
-        body: str = "",
-        attempts: int = 1,
-    ) -> None:
-        self.method = method
-        self.url = url
-        self.status = status
-        self.body = body
-        self.attempts = attempts
-        status_text = f" -> {status}" if status is not None else ""
-        tail = f": {body}" if body else ""
-        super().__init__(
-            f"{message}: {method} {url}{status_text} after {attempts} attempt(s){tail}"
-        )
-
-
-class RateLimitedError(HttpApiError):
-    """429 kept coming after every retry."""
-
-
-class ServerError(HttpApiError):
-    """5xx kept coming after every retry."""
-
-
-class AuthError(HttpApiError):
-    """401 even after one forced token refresh, or the token endpoint refused us."""
-
-
-class ClientError(HttpApiError):
-    """Another 4xx: our request is wrong or forbidden, so retrying cannot help."""
-
-
-class RequestTimeoutError(HttpApiError):
-    """The partner did not answer within the timeout on any attempt."""
-
-
-class ConnectionFailedError(HttpApiError):
-    """The connection failed or was dropped on every attempt."""
-
-
-class CircuitOpenError(HttpApiError):
-    """Too many consecutive failures: calls fail fast until the cool-down has passed."""

@@ -54,3 +54,16 @@ class RetryPolicy:
         if hinted is not None:
             return min(hinted, self.max_retry_after)
         return self.backoff(retry)
+
+
+def reset_from_header(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds until the server's window resets: delta seconds, or epoch seconds if huge."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if number > 1_000_000_000:  # some partners send an epoch timestamp instead
+        number -= time.time() if now is None else now
+    return max(0.0, number)

@@ -1,11 +1,9 @@
-"""The partner API as a Dagster resource: OAuth2 client credentials + the resilient client.
+"""A REST API behind OAuth2 client credentials as a Dagster resource.
 
 Configuration (base URL, credentials, timeouts, retry, budget, breaker) arrives from
-``dg.EnvVar`` at wiring time. The pieces live in small modules, one concept each:
-``http_auth`` (tokens), ``http_client`` (routing of responses, logging, statistics),
-``http_retry`` (backoff, ``Retry-After``), ``http_limits`` (budget, circuit breaker),
-``http_paginate`` (paginators), ``http_stats`` (counters, latency percentiles) and
-``http_errors`` (typed errors, masking).
+``dg.EnvVar`` at wiring time; the resource builds one :class:`RestClient` per instance, so
+the token is cached across calls. Nothing here knows a particular partner: a pattern that
+needs more fields (a source label, say) subclasses it.
 """
 
 from __future__ import annotations
@@ -17,72 +15,39 @@ import dagster as dg
 import httpx
 from pydantic import Field, PrivateAttr
 
-from integration_patterns.resources.http_auth import OAuth2ClientCredentials
-from integration_patterns.resources.http_client import CallStats, Page, RestClient
-from integration_patterns.resources.http_errors import (
-    AuthError,
-    CircuitOpenError,
-    ClientError,
-    ConnectionFailedError,
-    HttpApiError,
-    RateLimitedError,
-    Redactor,
-    RequestTimeoutError,
-    ServerError,
-)
-from integration_patterns.resources.http_limits import CircuitBreaker, ServerHint, shared_limiter
-from integration_patterns.resources.http_paginate import (
-    CursorPaginator,
-    NextLinkPaginator,
-    PageNumberPaginator,
-)
-from integration_patterns.resources.http_retry import RetryPolicy
-
-__all__ = [
-    "AuthError",
-    "CallStats",
-    "CircuitOpenError",
-    "ClientError",
-    "ConnectionFailedError",
-    "CursorPaginator",
-    "HttpApiError",
-    "NextLinkPaginator",
-    "OAuth2ClientCredentials",
-    "Page",
-    "PageNumberPaginator",
-    "PartnerApiResource",
-    "RateLimitedError",
-    "RequestTimeoutError",
-    "RestClient",
-    "ServerError",
-]
+from integration_patterns.resources.http.auth import OAuth2ClientCredentials
+from integration_patterns.resources.http.breaker import CircuitBreaker
+from integration_patterns.resources.http.budget import ServerHint, shared_limiter
+from integration_patterns.resources.http.client import RestClient
+from integration_patterns.resources.http.redaction import Redactor
+from integration_patterns.resources.http.retry import RetryPolicy
 
 
-class PartnerApiResource(dg.ConfigurableResource):
-    """A partner's REST API behind OAuth2 client credentials.
+class RestApiResource(dg.ConfigurableResource):
+    """A REST API behind OAuth2 client credentials.
 
     Example:
         ```python
-        partner_api = PartnerApiResource(
+        partner_api = RestApiResource(
             base_url=dg.EnvVar("PARTNER_API_BASE_URL"),
             client_id=dg.EnvVar("PARTNER_API_CLIENT_ID"),
             client_secret=dg.EnvVar("PARTNER_API_CLIENT_SECRET"),
         )
 
         @dg.asset
-        def partner_count(context, partner_api: PartnerApiResource) -> int:
+        def partner_count(context, partner_api: RestApiResource) -> int:
             client = partner_api.get_client(log=context.log)
             return sum(len(page.items) for page in client.paginate("/v2/data"))
         ```
     """
 
-    base_url: str = Field(description="Root of the partner API, e.g. https://api.partner.com.")
+    base_url: str = Field(description="Root of the API, e.g. https://api.partner.com.")
     token_path: str = Field(
         default="/oauth/token", description="Token endpoint, relative to base_url or absolute."
     )
     client_id: str = Field(description="OAuth2 client id.")
     client_secret: str = Field(repr=False, description="OAuth2 client secret (secret).")
-    scope: str = Field(default="records:read", description="Space-separated scopes to request.")
+    scope: str = Field(default="", description="Space-separated scopes to request.")
     auth_method: str = Field(
         default="client_secret_basic",
         description="How the client authenticates: client_secret_basic or client_secret_post.",
@@ -109,9 +74,6 @@ class PartnerApiResource(dg.ConfigurableResource):
     )
     breaker_cooldown: float = Field(
         default=30.0, description="Seconds the open circuit fails fast before one probe."
-    )
-    source_name: str = Field(
-        default="partner_api", description="Source label written with every record."
     )
 
     _client: RestClient | None = PrivateAttr(default=None)

@@ -324,8 +324,8 @@ def test_every_paginator_reads_the_complete_set(sim, paginator):
 class _HijackedNextLink(NextLinkPaginator):
     """A partner response whose next link names another host (broken or malicious)."""
 
-    def update_state(self, body, items):
-        super().update_state(body, items)
+    def update_state(self, body, items, response):
+        super().update_state(body, items, response)
         if self._next:
             self._next = self._next.replace("127.0.0.1", "127.0.0.2")
 

@@ -13,7 +13,9 @@ logged or raised.
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -70,6 +72,7 @@ class OAuth2ClientCredentials(httpx.Auth):
         self.fetched = 0
         self.forced_refreshes = 0
         redact.add(client_secret)
+        redact.add_basic(client_id, client_secret)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """Send ``request`` with the bearer token; after a 401, once more with a fresh one."""
@@ -116,7 +119,7 @@ class OAuth2ClientCredentials(httpx.Auth):
             try:
                 response = self._http.post(self.token_url, data=form, headers=headers)
                 self._logged(url, response.status_code, started, attempt)
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, httpx.DecodingError) as exc:
                 self._logged(url, type(exc).__name__, started, attempt)
                 last = ConnectionFailedError(
                     f"token request failed ({type(exc).__name__})",
@@ -146,17 +149,51 @@ class OAuth2ClientCredentials(httpx.Auth):
                     body=excerpt(response.text, self._redact),
                     attempts=attempt,
                 )
-            body = response.json()
-            token = body.get("access_token")
-            if not token:
-                raise AuthError("token response without access_token", method="POST", url=url)
+            token, lifetime = self._parse(response, url, attempt)
             self._redact.add(token)
             self._token = token
-            self._expires_at = self._clock() + float(body.get("expires_in", 3600))
+            self._expires_at = self._clock() + lifetime
             self.fetched += 1
             return
         assert last is not None
         raise last
+
+    def _parse(self, response: httpx.Response, url: str, attempt: int) -> tuple[str, float]:
+        """The access token and its lifetime in seconds, or an ``AuthError`` saying why not.
+
+        RFC 6749 section 5.1: a JSON object with a string ``access_token``; ``expires_in``
+        is recommended, so without it the token is kept an hour, but a value that is not a
+        finite positive number would make the cache never (or always) refresh.
+        """
+
+        def refused(why: str) -> AuthError:
+            return AuthError(
+                f"token response {why}",
+                method="POST",
+                url=url,
+                status=response.status_code,
+                body=excerpt(response.text, self._redact),
+                attempts=attempt,
+            )
+
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise refused("is not JSON") from None
+        if not isinstance(body, dict):
+            raise refused("is not a JSON object")
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token.strip():
+            raise refused("without a usable access_token")
+        self._redact.add(token)  # before any error below quotes the body
+        expires_in = body.get("expires_in", 3600)
+        try:
+            lifetime = float(expires_in)
+        except (TypeError, ValueError):
+            raise refused("without a usable expires_in") from None
+        if isinstance(expires_in, bool) or not math.isfinite(lifetime) or lifetime <= 0:
+            raise refused("without a usable expires_in")
+        return token, lifetime
 
     def _logged(self, url: str, status: int | str, started: float, attempt: int) -> None:
         ms = (time.perf_counter() - started) * 1000

@@ -1,7 +1,8 @@
 """A circuit breaker that stops a run from hammering a partner that is down.
 
 After a run of consecutive failures calls fail fast for a cool-down, then one probe is let
-through; its success closes the circuit, its failure opens it again.
+through; its success closes the circuit, its failure opens it again. The breaker keeps
+what the last failure was (status and body excerpt), so a fast failure still says why.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class CircuitBreaker:
         self._probing = False
         self._probe_started = 0.0
         self.times_opened = 0
+        #: status (or exception name) and body excerpt of the latest failure
+        self.last_failure: tuple[int | str | None, str] = (None, "")
 
     @property
     def state(self) -> str:
@@ -57,9 +60,10 @@ class CircuitBreaker:
         with self._lock:
             self._failures, self._opened_at, self._probing = 0, None, False
 
-    def record_failure(self) -> None:
-        """A call failed in a way that says the partner is unwell."""
+    def record_failure(self, status: int | str | None = None, body: str = "") -> None:
+        """A call failed in a way that says the partner is unwell (``status``, ``body`` why)."""
         with self._lock:
+            self.last_failure = (status, body)
             self._failures += 1
             if self._probing or self._failures >= self.threshold:
                 if self._opened_at is None or self._probing:

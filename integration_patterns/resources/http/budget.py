@@ -1,7 +1,7 @@
 """A process-wide request budget: a token bucket shared by every client of one partner.
 
-The budget is a token bucket shared by every client in the process that talks to the same
-partner, because the partner counts our requests, not our client objects. Waiters pass a
+The bucket is shared by every client in the process that talks to the same partner,
+because the partner counts our requests, not our client objects. Waiters pass a
 turnstile one at a time and tokens refill from the moment a request was actually released,
 so a thread that wakes late never lets the next one through early: with the default burst
 of 1, released requests are at least ``60 / per_minute`` seconds apart, which keeps us
@@ -12,6 +12,7 @@ bucket before the partner has to answer 429.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -69,6 +70,8 @@ class RateLimiter:
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (the server said its budget is spent)."""
+        if not math.isfinite(seconds) or seconds <= 0:
+            return  # callers clamp server hints; this guards the shared state all the same
         with self._lock:
             until = self._clock() + seconds
             if until > self._paused_until:
@@ -97,6 +100,8 @@ class ServerHint:
 
     def pause(self, seconds: float) -> None:
         """Hold requests for ``seconds``."""
+        if not math.isfinite(seconds) or seconds <= 0:
+            return  # callers clamp server hints; this guards the shared state all the same
         with self._lock:
             until = self._clock() + seconds
             if until > self._paused_until:

@@ -1,19 +1,25 @@
 """A resilient REST client over httpx: one place that decides what each response means.
 
-Routing: 2xx returns; 401 gets exactly one forced token refresh (in the ``httpx.Auth``
-of :mod:`.auth`), then an ``AuthError``;
-429 waits for ``Retry-After`` (seconds or HTTP-date, clamped) and pauses every request
-sharing the process's budget; 5xx, timeouts and dropped connections retry with
-exponential backoff and jitter; any other 4xx fails at once with the status, the masked
-URL and an excerpt of the body. A circuit breaker turns a run of failures into fast
-failures. Every attempt is logged once (method, masked URL, status, latency, attempt) and
-counted in :class:`CallStats`, whose p50/p95 latencies go into run metadata.
+Routing: 2xx returns; a 3xx is followed when it stays on the same origin (RFC 9110
+section 15.4: 303, and 301/302 after POST, become GET; 307/308 keep method and body), up
+to a limit, and never to another origin with credentials, and its body is never data; 401
+gets exactly one forced token refresh (in the ``httpx.Auth`` of :mod:`.auth`), then an
+``AuthError``; 429 waits for ``Retry-After`` (validated and clamped) and pauses every
+request sharing the process's budget; 5xx, timeouts and dropped connections retry with
+exponential backoff and jitter (POST and PATCH only with an idempotency key, or when the
+connection never opened); any other 4xx fails at once. Each logical request has a total
+deadline over attempts, waits and body reads, so a server dripping its body byte by byte
+cannot hold a run. Every failure is a typed :class:`HttpApiError` with the masked URL, the
+status and a body excerpt. A circuit breaker turns a run of failures into fast failures
+that still say what the last failure was. Every attempt is logged once (method, masked
+URL, status, latency, attempt) and counted in :class:`CallStats`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,17 +35,33 @@ from integration_patterns.resources.http.errors import (
     CircuitOpenError,
     ClientError,
     ConnectionFailedError,
+    DeadlineExceededError,
     HttpApiError,
+    InvalidResponseError,
+    PaginationError,
     RateLimitedError,
+    RedirectError,
     RequestTimeoutError,
     ServerError,
 )
 from integration_patterns.resources.http.pagination import CursorPaginator, Paginator, dig
 from integration_patterns.resources.http.redaction import Redactor, excerpt, mask_url
-from integration_patterns.resources.http.retry import RETRY_STATUSES, RetryPolicy, reset_from_header
+from integration_patterns.resources.http.retry import (
+    IDEMPOTENCY_HEADER,
+    RETRY_STATUSES,
+    RetryPolicy,
+    may_retry,
+)
 from integration_patterns.resources.http.stats import CallStats
 
 _LOG = logging.getLogger(__name__)
+#: failures that happen before a single byte of the request reached the server
+_NEVER_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +73,26 @@ class Page:
     body: Any
 
 
+class _DeadlineStream(httpx.SyncByteStream):
+    """A response body that stops with a timeout once the request's deadline has passed."""
+
+    def __init__(self, stream: httpx.SyncByteStream, request: httpx.Request, deadline: float):
+        self._stream, self._request, self._deadline = stream, request, deadline
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            if time.monotonic() > self._deadline:
+                raise httpx.ReadTimeout(
+                    "deadline passed while reading the body", request=self._request
+                )
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
 class RestClient:
-    """Calls one partner API; thread-safe; close it (or use ``with``) when done."""
+    """Calls one REST API; thread-safe; close it (or use ``with``) when done."""
 
     def __init__(
         self,
@@ -66,6 +106,8 @@ class RestClient:
         breaker: CircuitBreaker | None = None,
         redact: Redactor | None = None,
         log: logging.Logger | None = None,
+        deadline: float | None = 120.0,
+        max_redirects: int = 5,
     ) -> None:
         self.http = http or httpx.Client(
             base_url=base_url, timeout=timeout or httpx.Timeout(30.0, connect=5.0)
@@ -77,6 +119,8 @@ class RestClient:
         self.redact = redact or Redactor()
         self.stats = CallStats()
         self.log = log or _LOG
+        self.deadline = deadline
+        self.max_redirects = max_redirects
 
     @property
     def log(self) -> logging.Logger:
@@ -109,47 +153,59 @@ class RestClient:
         *,
         params: dict[str, Any] | None = None,
         paginator: Paginator | None = None,
-        data_path: str = "data",
+        data_path: str | None = "data",
     ) -> Iterator[Page]:
-        """Yield every page, following ``paginator`` (a cursor in ``next_cursor`` by default)."""
+        """Yield every page, following ``paginator`` (a cursor in ``next_cursor`` by default).
+
+        ``data_path=None`` reads pages that are a bare JSON array (GitHub style). A page whose
+        URL was already fetched fails with :class:`PaginationError` instead of looping.
+        """
         paginator = paginator or CursorPaginator()
         url, query = paginator.first_request(url, dict(params or {}))
-        number = 0
+        number, seen = 0, set()
         while True:
             response = self.request("GET", url, params=query)
-            body = self._json(response)
-            items = dig(body, data_path)
-            if not isinstance(items, list):
-                raise HttpApiError(
-                    f"response has no list at {data_path!r}",
-                    method="GET",
-                    url=self._masked(response.request),
-                    status=response.status_code,
-                    body=excerpt(response.text, self.redact),
+            fetched = str(response.request.url)
+            if fetched in seen:
+                raise self._fail(
+                    PaginationError,
+                    f"pagination cycle: page {number + 1} is a page already fetched",
+                    response,
                 )
+            seen.add(fetched)
+            body = self._json(response)
+            items = body if not data_path else dig(body, data_path)
+            if not isinstance(items, list):
+                where = f"at {data_path!r}" if data_path else "as the page"
+                raise self._fail(InvalidResponseError, f"response has no list {where}", response)
             number += 1
             self.stats.add("pages")
-            paginator.update_state(body, items)
+            paginator.update_state(body, items, response)
             yield Page(number, items, body)
             if not paginator.has_next_page:
                 return
-            url, query = paginator.next_request(url, query)
-            self._check_same_origin(url)
+            try:
+                url, query = paginator.next_request(url, query)
+                self._check_same_origin(url)
+            except (httpx.InvalidURL, ValueError) as exc:
+                raise self._fail(
+                    PaginationError, f"unusable next-page link ({exc})", response
+                ) from None
 
     def _check_same_origin(self, url: str) -> None:
         """Refuse a next-page link to another origin: the bearer token would go with it."""
-        target, base = httpx.URL(url), self.http.base_url
-        if target.is_absolute_url and (target.scheme, target.host, target.port) != (
-            base.scheme,
-            base.host,
-            base.port,
-        ):
+        target = httpx.URL(url)
+        if target.is_absolute_url and not self._same_origin(target):
             raise HttpApiError(
                 f"next-page link leaves the partner's origin for {target.scheme}://{target.host}; "
                 "not following it with credentials",
                 method="GET",
                 url=f"{target.scheme}://{target.host}{target.path}",
             )
+
+    def _same_origin(self, target: httpx.URL) -> bool:
+        base = self.http.base_url
+        return (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
 
     def request(
         self,
@@ -158,32 +214,44 @@ class RestClient:
         *,
         params: dict[str, Any] | None = None,
         json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
-        """Send one logical request, retrying as the module docstring describes."""
-        retries, attempt = 0, 0
+        """Send one logical request, retrying as the module docstring describes.
+
+        ``idempotency_key`` (sent as ``Idempotency-Key``) lets a POST or PATCH be retried
+        after it may have reached the server; without one it is retried only when the
+        connection never opened.
+        """
+        headers = dict(headers or {})
+        if idempotency_key:
+            headers[IDEMPOTENCY_HEADER] = idempotency_key
+        deadline = time.monotonic() + self.deadline if self.deadline else math.inf
+        retries, attempt, redirects = 0, 0, 0
         while True:
             attempt += 1
-            # params=None, not {}: httpx replaces a URL's own query with an empty mapping
-            request = self.http.build_request(method, url, params=params or None, json=json_body)
-            self._guard(request, attempt)
+            request = self._build(method, url, params, json_body, headers, deadline)
+            self._guard(request, attempt, deadline)
             started = time.perf_counter()
             try:
-                response = self.http.send(request, auth=self.auth)
-                response.read()
+                response = self._send(request, deadline)
             except httpx.TransportError as exc:
                 timed_out = isinstance(exc, httpx.TimeoutException)
                 self._record(request, type(exc).__name__, started, attempt)
                 self.stats.add("timeouts" if timed_out else "connection_errors")
-                self._failed()
-                if retries < self.retry.max_retries:
+                self._failed(type(exc).__name__)
+                safe = may_retry(method, headers, reached_server=not isinstance(exc, _NEVER_SENT))
+                wait = self.retry.backoff(retries + 1)
+                if safe and retries < self.retry.max_retries and time.monotonic() + wait < deadline:
                     retries += 1
-                    self._sleep(self.retry.backoff(retries))
+                    self._sleep(wait)
                     continue
-                error = RequestTimeoutError if timed_out else ConnectionFailedError
-                what = "timed out" if timed_out else f"connection failed ({type(exc).__name__})"
-                raise error(
-                    f"request {what} on every attempt (timeouts: {self._timeouts()})",
-                    method=method,
+                raise self._transport_error(exc, request, attempt, deadline, safe) from None
+            except httpx.DecodingError as exc:
+                self._record(request, type(exc).__name__, started, attempt)
+                raise InvalidResponseError(
+                    f"response body could not be decoded ({exc})",
+                    method=request.method,
                     url=self._masked(request),
                     attempts=attempt,
                 ) from None
@@ -195,6 +263,11 @@ class RestClient:
             self._record(request, response.status_code, started, attempt)
             self._observe_budget(response)
             status = response.status_code
+            if 300 <= status < 400:
+                redirects += 1
+                method, url = self._redirect(request, response, redirects, attempt)
+                params, json_body = None, (json_body if method == request.method else None)
+                continue
             if status < 400:
                 self._succeeded()
                 return response
@@ -203,11 +276,15 @@ class RestClient:
                     self.stats.add("rate_limited")
                 else:
                     self.stats.add("server_errors")
-                    self._failed()
-                if retries < self.retry.max_retries:
+                    self._failed(status, excerpt(response.text, self.redact))
+                wait = self.retry.wait(retries + 1, response.headers.get("Retry-After"))
+                if retries < self.retry.max_retries and may_retry(
+                    method, headers, reached_server=True
+                ):
+                    if time.monotonic() + wait >= deadline:
+                        raise self._error(request, response, attempt, "and the deadline is near")
                     retries += 1
                     self.stats.add("retries")
-                    wait = self.retry.wait(retries, response.headers.get("Retry-After"))
                     if status == 429:
                         self.limiter.pause(wait)  # everyone sharing the budget holds off
                     else:
@@ -215,23 +292,138 @@ class RestClient:
                     continue
             if status < 500:
                 self._succeeded()  # a 4xx answer still means the partner is up
-            raise self._error(method, request, response, attempt)
+            raise self._error(request, response, attempt)
 
-    def _guard(self, request: httpx.Request, attempt: int) -> None:
+    def _build(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, Any] | None,
+        json_body: Any,
+        headers: dict[str, str],
+        deadline: float,
+    ) -> httpx.Request:
+        """The request of one attempt, its timeouts cut to what is left of the deadline."""
+        timeout: Any = httpx.USE_CLIENT_DEFAULT
+        if deadline < math.inf:
+            left = max(0.001, deadline - time.monotonic())
+            t = self.http.timeout
+            timeout = httpx.Timeout(
+                connect=min(t.connect or left, left),
+                read=min(t.read or left, left),
+                write=min(t.write or left, left),
+                pool=min(t.pool or left, left),
+            )
+        try:
+            # params=None, not {}: httpx replaces a URL's own query with an empty mapping
+            return self.http.build_request(
+                method,
+                url,
+                params=params or None,
+                json=json_body,
+                headers=headers or None,
+                timeout=timeout,
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise ClientError(
+                f"invalid URL ({exc})", method=method, url=mask_url(url, self.redact)
+            ) from None
+
+    def _send(self, request: httpx.Request, deadline: float) -> httpx.Response:
+        """Send and read the whole body, with the bearer token, before the deadline."""
+        response = self.http.send(request, auth=self.auth, stream=True)
+        try:
+            if deadline < math.inf:
+                response.stream = _DeadlineStream(response.stream, request, deadline)  # type: ignore[arg-type]
+            response.read()
+        finally:
+            response.close()
+        return response
+
+    def _redirect(
+        self, request: httpx.Request, response: httpx.Response, redirects: int, attempt: int
+    ) -> tuple[str, str]:
+        """The method and URL to follow a 3xx with, or a :class:`RedirectError`."""
+        location = response.headers.get("Location")
+        if response.status_code == 304 or not location:
+            raise self._fail(
+                RedirectError, "redirect without a Location to follow", response, attempt
+            )
+        try:
+            target = request.url.join(location.strip())
+        except httpx.InvalidURL:
+            raise self._fail(
+                RedirectError, "redirect to an invalid Location", response, attempt
+            ) from None
+        if not self._same_origin(target):
+            raise self._fail(
+                RedirectError,
+                f"redirect to another origin ({target.scheme}://{target.host}); "
+                "not following it with credentials",
+                response,
+                attempt,
+            )
+        if redirects > self.max_redirects:
+            raise self._fail(
+                RedirectError, f"more than {self.max_redirects} redirects", response, attempt
+            )
+        self.stats.add("redirects")
+        method = request.method
+        if (response.status_code == 303 and method != "HEAD") or (
+            response.status_code in (301, 302) and method == "POST"
+        ):
+            method = "GET"
+        return method, str(target)
+
+    def _guard(self, request: httpx.Request, attempt: int, deadline: float) -> None:
         """Fail fast while the circuit is open; otherwise wait for the request budget."""
         if self.breaker is not None:
             left = self.breaker.allow()
             if left is not None:
+                status, body = self.breaker.last_failure
                 raise CircuitOpenError(
-                    f"circuit open after repeated failures, {left:.1f}s of cool-down left",
+                    f"circuit open after repeated failures, {left:.1f}s of cool-down left; "
+                    f"last failure: {status}",
                     method=request.method,
                     url=self._masked(request),
+                    status=status if isinstance(status, int) else None,
+                    body=body,
                     attempts=attempt - 1,
                 )
         self.limiter.acquire()
+        if time.monotonic() >= deadline:
+            raise DeadlineExceededError(
+                f"deadline of {self.deadline}s passed before attempt {attempt}",
+                method=request.method,
+                url=self._masked(request),
+                attempts=attempt - 1,
+            )
+
+    def _transport_error(
+        self,
+        exc: httpx.TransportError,
+        request: httpx.Request,
+        attempt: int,
+        deadline: float,
+        retriable: bool,
+    ) -> HttpApiError:
+        if time.monotonic() + 0.001 >= deadline:
+            error: type[HttpApiError] = DeadlineExceededError
+            what = f"exceeded its deadline of {self.deadline}s"
+        elif isinstance(exc, httpx.TimeoutException):
+            error, what = RequestTimeoutError, "timed out"
+        else:
+            error, what = ConnectionFailedError, f"connection failed ({type(exc).__name__})"
+        unsafe = "" if retriable else " (not retried: the server may have applied it)"
+        return error(
+            f"request {what}{unsafe} (timeouts: {self._timeouts()})",
+            method=request.method,
+            url=self._masked(request),
+            attempts=attempt,
+        )
 
     def _error(
-        self, method: str, request: httpx.Request, response: httpx.Response, attempt: int
+        self, request: httpx.Request, response: httpx.Response, attempt: int, note: str = ""
     ) -> HttpApiError:
         status = response.status_code
         error: type[HttpApiError]
@@ -243,11 +435,17 @@ class RestClient:
             error, what = AuthError, "unauthorized even after a token refresh"
         else:
             error, what = ClientError, "request rejected"
+        return self._fail(error, f"{what} {note}".strip(), response, attempt)
+
+    def _fail(
+        self, error: type[HttpApiError], what: str, response: httpx.Response, attempt: int = 1
+    ) -> HttpApiError:
+        """``error`` for ``response``: masked URL, status and a masked excerpt of the body."""
         return error(
             what,
-            method=method,
-            url=self._masked(request),
-            status=status,
+            method=response.request.method,
+            url=self._masked(response.request),
+            status=response.status_code,
             body=excerpt(response.text, self.redact),
             attempts=attempt,
         )
@@ -255,16 +453,16 @@ class RestClient:
     def _observe_budget(self, response: httpx.Response) -> None:
         """Pause before the partner has to say 429 when its headers say the budget is spent."""
         remaining = response.headers.get("X-RateLimit-Remaining")
-        reset = reset_from_header(response.headers.get("X-RateLimit-Reset"))
-        if remaining is None or reset is None:
+        if remaining is None:
             return
         try:
-            spent = int(float(remaining)) <= 0
+            spent = float(remaining) <= 0
         except ValueError:
             return
-        if spent and reset > 0:
+        pause = self.retry.server_pause(response.headers.get("X-RateLimit-Reset"))
+        if spent and pause:
             self.stats.add("server_pauses")
-            self.limiter.pause(reset)
+            self.limiter.pause(pause)
 
     def _record(
         self, request: httpx.Request, status: int | str, started: float, attempt: int
@@ -282,11 +480,11 @@ class RestClient:
 
     def _timeouts(self) -> str:
         t = self.http.timeout
-        return f"connect {t.connect}s, read {t.read}s"
+        return f"connect {t.connect}s, read {t.read}s, deadline {self.deadline}s"
 
-    def _failed(self) -> None:
+    def _failed(self, status: int | str | None = None, body: str = "") -> None:
         if self.breaker is not None:
-            self.breaker.record_failure()
+            self.breaker.record_failure(status, body)
 
     def _succeeded(self) -> None:
         if self.breaker is not None:
@@ -301,10 +499,4 @@ class RestClient:
         try:
             return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise HttpApiError(
-                "response is not JSON",
-                method=response.request.method,
-                url=self._masked(response.request),
-                status=response.status_code,
-                body=excerpt(response.text, self.redact),
-            ) from None
+            raise self._fail(InvalidResponseError, "response is not JSON", response) from None

@@ -59,3 +59,19 @@ class ConnectionFailedError(HttpApiError):
 
 class CircuitOpenError(HttpApiError):
     """Too many consecutive failures: calls fail fast until the cool-down has passed."""
+
+
+class InvalidResponseError(HttpApiError):
+    """The response could not be read as promised: bad compression, not JSON, no list."""
+
+
+class RedirectError(HttpApiError):
+    """A redirect the client will not follow: to another origin, without a target, or too many."""
+
+
+class PaginationError(HttpApiError):
+    """The paginator asked for a page it already fetched: following it would never end."""
+
+
+class DeadlineExceededError(RequestTimeoutError):
+    """The request as a whole (attempts and waits) took longer than its deadline."""

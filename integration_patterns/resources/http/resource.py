@@ -57,11 +57,17 @@ class RestApiResource(dg.ConfigurableResource):
     )
     connect_timeout: float = Field(default=5.0, description="Seconds to open a connection.")
     read_timeout: float = Field(default=30.0, description="Seconds to wait for a response.")
+    request_deadline: float = Field(
+        default=120.0,
+        description="Seconds one request may take in all (attempts, waits, body); 0 = none.",
+    )
+    max_redirects: int = Field(default=5, description="Same-origin redirects followed.")
     max_retries: int = Field(default=5, description="Retries after the first attempt.")
     backoff_base: float = Field(default=0.5, description="First backoff in seconds (doubles).")
     backoff_cap: float = Field(default=30.0, description="Longest backoff in seconds.")
     max_retry_after: float = Field(
-        default=120.0, description="Longest Retry-After honoured; longer values are clamped."
+        default=120.0,
+        description="Longest wait a server may ask for (Retry-After, X-RateLimit-Reset).",
     )
     rate_limit_per_minute: int = Field(
         default=0, description="Requests per minute for the whole process; 0 = no budget."
@@ -127,6 +133,8 @@ class RestApiResource(dg.ConfigurableResource):
                 limiter=limiter,
                 breaker=self._breaker,
                 redact=redact,
+                deadline=self.request_deadline or None,
+                max_redirects=self.max_redirects,
             )
         if log is not None:
             self._client.log = log

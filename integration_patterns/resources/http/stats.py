@@ -2,7 +2,7 @@
 
 Kept apart from the client so assets, tests and benchmarks read the same figures: requests,
 retries, 429s, server errors, timeouts, dropped connections, re-authentications, pages,
-server-requested pauses, and the p50/p95 latency of every attempt.
+redirects followed, server-requested pauses, and the p50/p95 latency of every attempt.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class CallStats:
     connection_errors: int = 0
     reauthentications: int = 0
     pages: int = 0
+    redirects: int = 0
     server_pauses: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -58,6 +59,7 @@ class CallStats:
             "connection_errors",
             "reauthentications",
             "pages",
+            "redirects",
             "server_pauses",
         )
         with self._lock:

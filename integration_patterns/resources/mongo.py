@@ -7,15 +7,16 @@ authentication; a username and password are passed only when configured.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
-from pymongo import MongoClient
-from pymongo.database import Database
-from pymongo.errors import ConnectionFailure
 
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
+
+if TYPE_CHECKING:  # pymongo is imported when a client is made, not by loading the location
+    from pymongo import MongoClient
+    from pymongo.database import Database
 
 
 class MongoResource(dg.ConfigurableResource):
@@ -76,6 +77,8 @@ class MongoResource(dg.ConfigurableResource):
     def client(self) -> MongoClient:
         """The shared client, created on first use."""
         if self._client is None:
+            from pymongo import MongoClient
+
             credentials: dict[str, Any] = (
                 {"username": self.username, "password": self.password} if self.username else {}
             )
@@ -110,6 +113,8 @@ class MongoResource(dg.ConfigurableResource):
         Raises:
             ServiceUnavailableError: no server answered within the selection timeout.
         """
+        from pymongo.errors import ConnectionFailure
+
         try:
             return list(self.db(database)[collection].aggregate(list(pipeline), allowDiskUse=True))
         except ConnectionFailure as exc:
@@ -119,6 +124,8 @@ class MongoResource(dg.ConfigurableResource):
         """Whether the server answers a ping."""
 
         def check() -> str:
+            from pymongo.errors import ConnectionFailure
+
             try:
                 self.client().admin.command("ping")
             except ConnectionFailure as exc:

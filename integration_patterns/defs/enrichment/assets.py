@@ -4,10 +4,13 @@ Each daily partition scores the activity of the ``lookback_days`` ending with th
 reads aggregate in their databases; the join and the score run in pandas; the write is one
 transaction (see ``upsert.py``). Data checks on ``enriched_customers`` are blocking, so a
 batch with bad scores or ambiguous ids never reaches the table.
+
+The frames are pandas DataFrames, but no signature here names ``pd.DataFrame``: Dagster
+resolves annotations when the location loads, and every run of every job would import
+pandas (about 1.5 s) for them. The modules these assets call import it when they run.
 """
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from integration_patterns.defs.enrichment import enrich as scoring
@@ -50,7 +53,7 @@ def customers(
     config: SourceLimit,
     postgres: PostgresResource,
     enrichment_store: EnrichmentStore,
-) -> dg.MaterializeResult[pd.DataFrame]:
+) -> dg.MaterializeResult:
     """Per customer id: name, email, orders and total spent in the activity window."""
     window = enrichment_store.window(context.partition_time_window)
     frame, quality = fetch_customers(postgres, enrichment_store, window, limit=config.limit)
@@ -78,7 +81,7 @@ def user_events(
     config: SourceLimit,
     mongo: MongoResource,
     enrichment_store: EnrichmentStore,
-) -> dg.MaterializeResult[pd.DataFrame]:
+) -> dg.MaterializeResult:
     """Per raw MongoDB user id: events in the activity window and the last event's time."""
     window = enrichment_store.window(context.partition_time_window)
     frame = fetch_user_events(mongo, enrichment_store, window, limit=config.limit)
@@ -99,8 +102,8 @@ def user_events(
     partitions_def=ENRICHMENT_PARTITIONS,
 )
 def enriched_customers(
-    context: dg.AssetExecutionContext, customers: pd.DataFrame, user_events: pd.DataFrame
-) -> dg.MaterializeResult[pd.DataFrame]:
+    context: dg.AssetExecutionContext, customers, user_events
+) -> dg.MaterializeResult:
     """Customers joined with their events on normalised ids, with the engagement score."""
     frame, counts = scoring.enrich(customers, user_events)
     context.log.info(f"{len(frame)} enriched customers; {counts}")
@@ -115,14 +118,14 @@ def enriched_customers(
 
 
 @dg.asset_check(asset=enriched_customers, blocking=True, partitions_def=ENRICHMENT_PARTITIONS)
-def score_in_range(enriched_customers: pd.DataFrame) -> dg.AssetCheckResult:
+def score_in_range(enriched_customers) -> dg.AssetCheckResult:
     """Every engagement score is within 0..100 (blocking: bad scores never reach the table)."""
     bad = scoring.scores_out_of_range(enriched_customers)
     return dg.AssetCheckResult(passed=bad == 0, metadata={"rows_out_of_range": bad})
 
 
 @dg.asset_check(asset=enriched_customers, blocking=True, partitions_def=ENRICHMENT_PARTITIONS)
-def one_row_per_customer(enriched_customers: pd.DataFrame) -> dg.AssetCheckResult:
+def one_row_per_customer(enriched_customers) -> dg.AssetCheckResult:
     """No NULL and no repeated customer id (blocking: the upsert key must be unambiguous)."""
     bad = scoring.duplicate_or_missing_ids(enriched_customers)
     return dg.AssetCheckResult(passed=bad == 0, metadata={"duplicate_or_null_ids": bad})
@@ -140,7 +143,7 @@ def one_row_per_customer(enriched_customers: pd.DataFrame) -> dg.AssetCheckResul
 )
 def customer_analytics(
     context: dg.AssetExecutionContext,
-    enriched_customers: pd.DataFrame,
+    enriched_customers,
     postgres: PostgresResource,
     enrichment_store: EnrichmentStore,
 ) -> dg.MaterializeResult:

@@ -8,12 +8,12 @@ attributed to a known customer is counted rather than dropped silently.
 from __future__ import annotations
 
 import re
-from typing import Any, cast
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, cast
 
 from integration_patterns.defs.enrichment.queries import CUSTOMER_COLUMNS
+
+if TYPE_CHECKING:  # pandas is imported by the steps that use it, not by loading the location
+    import pandas as pd
 
 ENRICHED_COLUMNS = [*CUSTOMER_COLUMNS, "event_count", "last_event_at", "engagement_score"]
 SCORE_MAX = 100
@@ -22,6 +22,8 @@ _DIGITS = re.compile(r"^\d{1,18}$")  # fits a PostgreSQL bigint
 
 def total(values: Any) -> int:
     """The sum of a Series or mask as a plain int (counts for metadata)."""
+    import numpy as np
+
     return int(np.asarray(values).sum())
 
 
@@ -77,7 +79,7 @@ def enrich(customers: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFrame,
     joined = customers.merge(merged, on="customer_id", how="left", validate="one_to_one")
     joined["event_count"] = joined["event_count"].fillna(0).astype("int64")
     joined["engagement_score"] = engagement_score(
-        cast(pd.Series, joined["order_count"]), cast(pd.Series, joined["event_count"])
+        cast("pd.Series", joined["order_count"]), cast("pd.Series", joined["event_count"])
     )
     unknown = ~merged["customer_id"].isin(customers["customer_id"])
     counts |= {
@@ -88,7 +90,7 @@ def enrich(customers: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFrame,
     ordered = joined.sort_values(
         ["engagement_score", "total_spent", "customer_id"], ascending=[False, False, True]
     )
-    return cast(pd.DataFrame, ordered[ENRICHED_COLUMNS]).reset_index(drop=True), counts
+    return cast("pd.DataFrame", ordered[ENRICHED_COLUMNS]).reset_index(drop=True), counts
 
 
 def scores_out_of_range(frame: pd.DataFrame) -> int:
@@ -106,4 +108,4 @@ def duplicate_or_missing_ids(frame: pd.DataFrame) -> int:
 def top(frame: pd.DataFrame, n: int = 10) -> pd.DataFrame:
     """The n most engaged customers, for previews and the demo."""
     columns = ["customer_id", "name", "order_count", "total_spent", "event_count"]
-    return cast(pd.DataFrame, frame.head(n)[[*columns, "engagement_score"]])
+    return cast("pd.DataFrame", frame.head(n)[[*columns, "engagement_score"]])

@@ -7,14 +7,16 @@ the data lives, so a million orders or events cross the wire as one row per cust
 
 from __future__ import annotations
 
-from typing import Any, LiteralString
+from typing import TYPE_CHECKING, Any, LiteralString
 
-import pandas as pd
 from psycopg import sql
 
 from integration_patterns.defs.enrichment.store import ActivityWindow, EnrichmentStore
 from integration_patterns.resources.mongo import MongoResource
 from integration_patterns.resources.postgres import PostgresResource
+
+if TYPE_CHECKING:  # pandas is imported by the steps that use it, not by loading the location
+    import pandas as pd
 
 CUSTOMER_COLUMNS = ["customer_id", "name", "email", "order_count", "total_spent"]
 EVENT_COLUMNS = ["raw_user_id", "event_count", "last_event_at"]
@@ -70,6 +72,8 @@ def fetch_customers(
     limit: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Customers with their order count and spend in the window, and the source mess counts."""
+    import pandas as pd
+
     params: dict[str, Any] = {"start": window.start, "end": window.end, "limit": limit}
     with postgres.get_connection() as conn:
         rows = conn.execute(_format(_CUSTOMERS, store), params).fetchall()
@@ -107,6 +111,8 @@ def fetch_user_events(
     limit: int | None = None,
 ) -> pd.DataFrame:
     """Per raw user id (as MongoDB stores it) the event count and the last event time."""
+    import pandas as pd
+
     docs = mongo.aggregate(store.events_collection, events_pipeline(window, limit=limit))
     frame = pd.DataFrame(
         [(d["_id"], d["event_count"], d.get("last_event_at")) for d in docs],

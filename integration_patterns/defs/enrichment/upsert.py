@@ -14,14 +14,15 @@ import datetime as dt
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import psycopg
 from psycopg import sql
 
 from integration_patterns.resources.postgres import PostgresResource, ensure_ddl
+
+if TYPE_CHECKING:  # pandas is imported by the steps that use it, not by loading the location
+    import pandas as pd
 
 # (column, PostgreSQL type) in table order; the binary COPY needs the types spelled out.
 COLUMNS: list[tuple[str, str]] = [
@@ -101,6 +102,8 @@ def ensure_table(conn: psycopg.Connection, schema: str) -> None:
 
 def frame_to_rows(frame: pd.DataFrame, partition_date: dt.date) -> Iterable[Sequence[Any]]:
     """Plain Python values per row (psycopg's binary dumpers do not take numpy scalars)."""
+    import pandas as pd
+
     last = pd.to_datetime(frame["last_event_at"], utc=True)  # any input dtype, even empty
     last_values = [
         None if missing else value
@@ -143,7 +146,7 @@ def _staging_memory(conn: psycopg.Connection) -> None:
 
 def _validate_keys(frame: pd.DataFrame) -> None:
     ids = frame["customer_id"]
-    nulls = int(np.asarray(ids.isna()).sum())
+    nulls = int(ids.isna().sum())
     dupes = sorted(set(ids[ids.duplicated() & ids.notna()].tolist()))
     if nulls or dupes:
         raise InvalidBatchError(

@@ -6,11 +6,15 @@ by side on one broker, each with its own topic, group, exchanges and queues.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-from pika.adapters.blocking_connection import BlockingChannel
 from pydantic import Field
 
 from integration_patterns.resources.rabbitmq import RabbitMQResource
+
+if TYPE_CHECKING:
+    from pika.adapters.blocking_connection import BlockingChannel
 
 
 class OrdersStreamResource(dg.ConfigurableResource):

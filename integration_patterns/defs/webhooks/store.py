@@ -13,7 +13,6 @@ from psycopg import sql
 from pydantic import Field
 
 from integration_patterns.resources.postgres import ensure_ddl
-from integration_patterns.services.webhook_receiver.inbox import INBOX_TABLE
 
 # Entity tables the processors upsert into; ``last_inbox_id`` orders competing updates.
 _ENTITY_DDL = """
@@ -86,6 +85,10 @@ class WebhookStore(dg.ConfigurableResource):
     @property
     def inbox(self) -> sql.Identifier:
         """The receiver's inbox table."""
+        # The receiver owns the inbox schema; imported here, not at module level, so that
+        # loading the code location never imports the services package.
+        from integration_patterns.services.webhook_receiver.inbox import INBOX_TABLE
+
         return self.table(INBOX_TABLE)
 
     def ensure_entity_tables(self, conn: psycopg.Connection) -> None:

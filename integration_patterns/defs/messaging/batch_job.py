@@ -163,6 +163,7 @@ def process_order_batch(
                             "x-source-offset": offset,
                             "x-run-id": context.run_id,
                             "x-error": outcome.error,
+                            "x-error-type": outcome.error_type,
                         },
                     )
 

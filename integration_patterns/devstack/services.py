@@ -318,9 +318,39 @@ def _kafka_started() -> bool:
     )
 
 
+def _kafka_group_ready() -> bool:
+    """A consumer-group round trip: the group coordinator answers an offset fetch.
+
+    A fresh broker serves metadata seconds before its coordinator has loaded the offsets
+    topic; until then group calls fail with NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS.
+    confluent-kafka is imported here, not at the top, so the rest of this module stays
+    stdlib-only (``make services`` runs it inside the project environment).
+    """
+    try:
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+    except ImportError:  # before `uv sync`: the port and start-up line must do
+        return _kafka_started()
+    if not port_open(KAFKA_PORT):
+        return False
+    consumer = Consumer(
+        {"bootstrap.servers": f"{HOST}:{KAFKA_PORT}", "group.id": "devstack-readiness"}
+    )
+    try:
+        consumer.committed([TopicPartition("devstack-readiness", 0)], timeout=5)
+        return True
+    except KafkaException:
+        return False
+    finally:
+        consumer.close()
+
+
 def kafka_up() -> None:
-    """Format (once) and start a combined broker+controller with a dynamic quorum."""
+    """Format (once) and start a combined broker+controller with a dynamic quorum.
+
+    Ready means a consumer group can fetch offsets, not merely that the port is open.
+    """
     if port_open(KAFKA_PORT):
+        wait_until("kafka", _kafka_group_ready, 120, KAFKA_LOG)
         return
     libs = maven_libs("kafka")
     data = HOME / "kafka" / "data"
@@ -377,7 +407,7 @@ def kafka_up() -> None:
             str(props),
         ],
         KAFKA_LOG,
-        _kafka_started,
+        _kafka_group_ready,
         120,
     )
 

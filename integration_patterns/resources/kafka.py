@@ -2,18 +2,52 @@
 
 Consumers never auto-commit: the patterns commit an offset only after the work it covers
 is durable elsewhere (at-least-once, made effectively-once by keys downstream).
+
+A broker that has just started answers metadata before its group coordinator has loaded
+(``NOT_COORDINATOR``, ``COORDINATOR_LOAD_IN_PROGRESS``): such retriable errors are retried
+with backoff within ``request_timeout_s`` before the broker is reported unreachable.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import dagster as dg
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # pyright: ignore[reportPrivateImportUsage]
 from pydantic import Field
 
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
+
+T = TypeVar("T")
+
+# Coordinator states a just-started (or failing-over) broker passes through; librdkafka
+# does not flag all of them retriable on every call.
+_COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether a Kafka error is worth retrying (the broker may answer soon)."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    if not isinstance(error, KafkaError):
+        return False
+    return error.retriable() or error.code() in _COORDINATOR_NOT_READY
+
+
+def _raise_partition_errors(partitions: list[TopicPartition]) -> list[TopicPartition]:
+    """Offsets calls report some errors per partition rather than raising: raise them."""
+    for tp in partitions:
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+    return partitions
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -87,13 +121,28 @@ class KafkaResource(dg.ConfigurableResource):
     def _unavailable(self, exc: Exception) -> ServiceUnavailableError:
         return ServiceUnavailableError("Kafka", self.bootstrap_servers, exc)
 
+    def retrying(self, call: Callable[[float], T]) -> T:
+        """Run ``call(timeout_s)``, retrying retriable Kafka errors until ``request_timeout_s``.
+
+        ``call`` gets the time left as its own timeout, so the whole stays within the
+        resource's timeout. Backoff doubles from 0.1 s up to 2 s. Any other Kafka error, or a
+        retriable one still there at the deadline, raises ``ServiceUnavailableError``.
+        """
+        deadline = time.monotonic() + self.request_timeout_s
+        delay = 0.1
+        while True:
+            try:
+                return call(max(deadline - time.monotonic(), 0.5))
+            except KafkaException as exc:
+                if not is_retriable(exc) or time.monotonic() + delay >= deadline:
+                    raise self._unavailable(exc) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
     def ensure_topic(self, topic: str, *, partitions: int = 1) -> None:
         """Create ``topic`` unless it exists (idempotent)."""
         admin = self.admin()
-        try:
-            existing = admin.list_topics(timeout=self.request_timeout_s).topics
-        except KafkaException as exc:
-            raise self._unavailable(exc) from exc
+        existing = self.retrying(lambda timeout: admin.list_topics(timeout=timeout)).topics
         if topic in existing:
             return
         future = admin.create_topics([NewTopic(topic, num_partitions=partitions)])[topic]
@@ -105,21 +154,19 @@ class KafkaResource(dg.ConfigurableResource):
 
     def partitions(self, topic: str) -> list[int]:
         """The partition ids of ``topic``."""
-        try:
-            meta = self.admin().list_topics(topic, timeout=self.request_timeout_s)
-        except KafkaException as exc:
-            raise self._unavailable(exc) from exc
+        admin = self.admin()
+        meta = self.retrying(lambda timeout: admin.list_topics(topic, timeout=timeout))
         return sorted(meta.topics[topic].partitions) if topic in meta.topics else []
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         """(low, high) offsets of a partition; high is the offset of the next message."""
         consumer = self.consumer(group_id=f"{self.client_id}-watermarks")
         try:
-            return consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=self.request_timeout_s
+            return self.retrying(
+                lambda timeout: consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=timeout
+                )
             )
-        except KafkaException as exc:
-            raise self._unavailable(exc) from exc
         finally:
             consumer.close()
 
@@ -127,23 +174,35 @@ class KafkaResource(dg.ConfigurableResource):
         """The group's committed offset per partition (-1001 where none is committed)."""
         consumer = self.consumer(group_id=group_id)
         try:
-            offsets = consumer.committed(
-                [TopicPartition(topic, p) for p in partitions], timeout=self.request_timeout_s
+            offsets = self.committed_offsets(
+                consumer, [TopicPartition(topic, p) for p in partitions]
             )
-        except KafkaException as exc:
-            raise self._unavailable(exc) from exc
         finally:
             consumer.close()
         return {tp.partition: tp.offset for tp in offsets}
+
+    def committed_offsets(
+        self, consumer: Consumer, partitions: list[TopicPartition]
+    ) -> list[TopicPartition]:
+        """``consumer.committed`` with retries while the group coordinator is not ready."""
+        return self.retrying(
+            lambda timeout: _raise_partition_errors(consumer.committed(partitions, timeout=timeout))
+        )
+
+    def commit(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Commit offsets synchronously, retrying while the group coordinator is not ready."""
+        self.retrying(
+            lambda _timeout: _raise_partition_errors(
+                consumer.commit(offsets=partitions, asynchronous=False) or []
+            )
+        )
 
     def health(self) -> Health:
         """Whether a broker answers a metadata request."""
 
         def check() -> str:
-            try:
-                meta = self.admin().list_topics(timeout=self.request_timeout_s)
-            except KafkaException as exc:
-                raise self._unavailable(exc) from exc
+            admin = self.admin()
+            meta = self.retrying(lambda timeout: admin.list_topics(timeout=timeout))
             return f"{len(meta.brokers)} broker(s), {len(meta.topics)} topic(s)"
 
         return probe("Kafka", self.bootstrap_servers, check)

@@ -51,11 +51,13 @@ def check_predecessor(kafka: KafkaResource, consumer: Consumer, config: OffsetRa
     group has already passed is a replay and is allowed; it commits nothing.
     """
     partition = TopicPartition(config.topic, config.partition)
-    committed = consumer.committed([partition], timeout=kafka.request_timeout_s)[0].offset
+    committed = kafka.committed_offsets(consumer, [partition])[0].offset
     if committed >= config.start_offset:
         return committed
     if committed < 0:  # nothing committed yet: only the partition's first range may go
-        low, _high = consumer.get_watermark_offsets(partition, timeout=kafka.request_timeout_s)
+        low, _high = kafka.retrying(
+            lambda timeout: consumer.get_watermark_offsets(partition, timeout=timeout)
+        )
         if config.start_offset <= low:
             return None
         behind = f"the group has no committed offset and the partition starts at {low}"
@@ -161,6 +163,7 @@ def process_order_batch(
                             "x-source-offset": offset,
                             "x-run-id": context.run_id,
                             "x-error": outcome.error,
+                            "x-error-type": outcome.error_type,
                         },
                     )
 
@@ -168,9 +171,8 @@ def process_order_batch(
         # Every outcome is confirmed durable: only now may the group move past the range.
         committed = committed_before if committed_before is not None else -1
         if config.end_offset > committed:  # a replay never moves the group backwards
-            consumer.commit(
-                offsets=[TopicPartition(config.topic, config.partition, config.end_offset)],
-                asynchronous=False,
+            kafka.commit(
+                consumer, [TopicPartition(config.topic, config.partition, config.end_offset)]
             )
             committed = config.end_offset
     finally:

@@ -9,14 +9,22 @@ that the event is in the inbox exactly as sent.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
+import hypothesis
 import pytest
+import standardwebhooks.webhooks
+import stripe
+import svix.webhooks
+from hypothesis import strategies as st
 from psycopg import sql
 
+from integration_patterns.devstack.raw_http import raw_request
 from integration_patterns.devstack.webhook_fixtures import (
     encode,
     new_standard_secret,
@@ -50,6 +58,10 @@ def secrets() -> dict[str, dict[str, str]]:
 
 
 SCHEMES = {"stripe": "stripe", "gh": "github", "std": "standard", "shop": "hmac"}
+# Extra plain-HMAC sources for the secret-list cases: one secret holding a comma, and a
+# rotation whose secrets hold commas, quotes, brackets and a backslash.
+COMMA_SECRET = "part-a,part-b-" + uuid.uuid4().hex
+ROTATED_SECRETS = ['new,with "quotes" [and] \\ back-' + uuid.uuid4().hex, "old-" + uuid.uuid4().hex]
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +69,7 @@ def receiver(secrets) -> Iterator[tuple[httpx.Client, str]]:
     """A receiver subprocess on a free port writing to a private schema (dropped after)."""
     schema = f"wh_sig_{uuid.uuid4().hex[:8]}"
     sources = {name: (SCHEMES[name], [s[NEW], s[OLD]]) for name, s in secrets.items()}
+    sources |= {"comma": ("hmac", [COMMA_SECRET]), "rotated": ("hmac", ROTATED_SECRETS)}
     postgres = postgres_from_env()
     try:
         with running_receiver(receiver_env(sources, schema=schema)) as proc:
@@ -243,5 +256,179 @@ def test_secrets_never_in_settings_repr():
     settings = settings_from_env(
         {"WEBHOOK_SOURCES": "my-shop:hmac", "WEBHOOK_SECRET_MY_SHOP": "s3cr3t-value,older"}
     )
-    assert settings.sources["my-shop"].keys == (b"s3cr3t-value", b"older")
+    # One variable, one secret: the comma is part of it (it used to split it in two).
+    assert settings.sources["my-shop"].keys == (b"s3cr3t-value,older",)
     assert "s3cr3t" not in repr(settings)
+
+
+# --- senders' own libraries ----------------------------------------------------------------
+
+
+def test_svix_and_standardwebhooks_libraries_sign_what_we_accept(receiver, secrets):
+    # The svix client signs with svix-* header names, the reference library with webhook-*:
+    # the same scheme, both families accepted (svix-* used to be refused).
+    client, schema = receiver
+    secret = secrets["std"][NEW]
+    for family, sign in (
+        ("svix", svix.webhooks.Webhook(secret).sign),
+        ("webhook", standardwebhooks.webhooks.Webhook(secret).sign),
+    ):
+        payload = sample_event("order.created")
+        body = encode(payload)
+        now = datetime.now(tz=UTC)
+        headers = {
+            f"{family}-id": payload["id"],
+            f"{family}-timestamp": str(int(now.timestamp())),
+            f"{family}-signature": sign(payload["id"], now, body.decode()),
+        }
+        assert post(client, "std", body, headers).status_code == 202, family
+        assert len(stored(schema, "std", payload["id"])) == 1
+
+
+def test_svix_headers_are_verified_not_trusted(receiver, secrets):
+    client, _ = receiver
+    payload = sample_event("order.created")
+    body = encode(payload)
+    now = datetime.now(tz=UTC)
+    good = svix.webhooks.Webhook(secrets["std"][NEW]).sign(payload["id"], now, body.decode())
+    base = {"svix-id": payload["id"], "svix-timestamp": str(int(now.timestamp()))}
+    # signed by someone else
+    forged = svix.webhooks.Webhook(new_standard_secret()).sign(payload["id"], now, body.decode())
+    assert post(client, "std", body, {**base, "svix-signature": forged}).status_code == 401
+    # families are not mixed: an id from one and a signature from the other is refused
+    mixed = {"webhook-id": payload["id"], "svix-timestamp": base["svix-timestamp"]}
+    assert post(client, "std", body, {**mixed, "svix-signature": good}).status_code == 401
+    # another id than the one signed
+    replayed = {**base, "svix-id": "msg_other", "svix-signature": good}
+    assert post(client, "std", body, replayed).status_code == 401
+
+
+def test_stripe_library_signature_is_accepted(receiver, secrets):
+    client, schema = receiver
+    payload = sample_event("payment.received")
+    body = encode(payload)
+    header = stripe.WebhookSignature.generate_signature_header(
+        body.decode(), secrets["stripe"][NEW]
+    )
+    response = post(client, "stripe", body, {"Stripe-Signature": header})
+    assert response.status_code == 202, response.text
+    assert len(stored(schema, "stripe", payload["id"])) == 1
+
+
+# --- whitespace around header values -------------------------------------------------------
+
+PADDING = [" ", "\t", "  \t ", " \t"]
+
+
+def _padded_headers(scheme: str, secret: str, pad: str) -> tuple[str, bytes, list]:
+    """A valid delivery whose every header value carries ``pad`` around it (and inside lists)."""
+    payload = sample_event("order.created")
+    body, headers = signed_delivery(scheme, [secret], payload)
+    if scheme == "stripe":
+        t, v1 = headers["Stripe-Signature"].split(",")
+        headers["Stripe-Signature"] = f"{t},{pad}{v1}"  # after the comma, as some senders do
+    if scheme == "standard":
+        headers["webhook-signature"] = f"v1,{'A' * 44}{pad}{headers['webhook-signature']}"
+    return payload["id"], body, [(k, f"{pad}{v}{pad}") for k, v in headers.items()]
+
+
+@pytest.mark.parametrize("pad", PADDING, ids=["space", "tab", "mixed", "space-tab"])
+@pytest.mark.parametrize("source", SOURCES)
+def test_whitespace_around_header_values_keeps_a_signature_valid(receiver, secrets, source, pad):
+    # OWS around a field value is not part of it (RFC 9110 5.5) but the server passes
+    # trailing whitespace through; httpx refuses to send it, hence the raw socket.
+    client, schema = receiver
+    delivery_id, body, headers = _padded_headers(SCHEMES[source], secrets[source][NEW], pad)
+    response = raw_request(str(client.base_url), "POST", f"/webhooks/{source}", headers, body)
+    assert response.status == 202, response.body
+    assert len(stored(schema, source, delivery_id)) == 1
+
+
+# --- upper-case hex ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["shop", "gh", "stripe"])
+def test_upper_case_hex_signatures_are_accepted(receiver, secrets, source):
+    client, schema = receiver
+    payload = sample_event("order.created")
+    body, headers = signed_delivery(SCHEMES[source], [secrets[source][NEW]], payload)
+    name = {"shop": "X-Webhook-Signature", "gh": "X-Hub-Signature-256"}.get(
+        source, "Stripe-Signature"
+    )
+    value = headers[name]
+    # Only the hex digits change case; "sha256=", "t=" and "v1=" stay as they are.
+    headers[name] = re.sub(r"[0-9a-f]{64}", lambda m: m.group(0).upper(), value)
+    assert headers[name] != value
+    assert post(client, source, body, headers).status_code == 202
+    assert len(stored(schema, source, payload["id"])) == 1
+    # A wrong digest stays wrong in any case.
+    payload = sample_event("order.created")
+    body, headers = signed_delivery(SCHEMES[source], ["wrong-secret"], payload)
+    headers[name] = re.sub(r"[0-9a-f]{64}", lambda m: m.group(0).upper(), headers[name])
+    assert post(client, source, body, headers).status_code == 401
+
+
+# --- secrets lists -------------------------------------------------------------------------
+
+
+def test_a_comma_inside_a_secret_is_part_of_it(receiver):
+    # WEBHOOK_SECRET_COMMA holds one secret with a comma; a fragment must not verify.
+    client, schema = receiver
+    for secret, expected in (
+        (COMMA_SECRET, 202),
+        *((part, 401) for part in COMMA_SECRET.split(",")),
+    ):
+        payload = sample_event("order.created")
+        body = encode(payload)
+        assert post(client, "comma", body, sign_hmac(body, secret)).status_code == expected
+        assert len(stored(schema, "comma", payload["id"])) == (expected == 202)
+
+
+def test_a_json_list_rotates_secrets_holding_any_character(receiver):
+    client, schema = receiver
+    for secret in ROTATED_SECRETS:
+        payload = sample_event("order.created")
+        body = encode(payload)
+        assert post(client, "rotated", body, sign_hmac(body, secret)).status_code == 202
+    fragment = ROTATED_SECRETS[0].split(",")[0]
+    body = encode(sample_event("order.created"))
+    assert post(client, "rotated", body, sign_hmac(body, fragment)).status_code == 401
+
+
+_secret_text = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zs", "Zl", "Zp")),
+    min_size=1,
+    max_size=40,
+)
+
+
+@hypothesis.given(secrets_list=st.lists(_secret_text, min_size=1, max_size=4))
+@hypothesis.settings(max_examples=200, deadline=None, database=None)
+def test_any_secrets_survive_the_environment_unsplit(secrets_list):
+    # Commas, quotes, brackets, backslashes, non-ASCII: what the sender has is what we key.
+    env = receiver_env({"s": ("hmac", secrets_list)}, schema="unused")
+    settings = settings_from_env(env)
+    assert settings.sources["s"].keys == tuple(s.encode() for s in secrets_list)
+
+
+SECRET_LIST_ERRORS = [
+    # (WEBHOOK_SECRETS_A value, message fragment)
+    ("a,b", "JSON array"),  # the old comma form in the list variable
+    ('"one"', "JSON array"),  # a JSON string, not a list
+    ("[]", "JSON array"),  # empty
+    ('["ok", ""]', "JSON array"),  # an empty member
+    ('["ok", 3]', "JSON array"),  # not a string
+]
+
+
+@pytest.mark.parametrize(("value", "fragment"), SECRET_LIST_ERRORS)
+def test_malformed_secret_lists_are_named_without_their_value(value, fragment):
+    with pytest.raises(ConfigError, match=fragment) as refused:
+        settings_from_env({"WEBHOOK_SOURCES": "a:hmac", "WEBHOOK_SECRETS_A": value})
+    assert "WEBHOOK_SECRETS_A" in str(refused.value) and value not in str(refused.value)
+
+
+def test_both_secret_forms_at_once_are_refused():
+    env = {"WEBHOOK_SOURCES": "a:hmac", "WEBHOOK_SECRET_A": "x", "WEBHOOK_SECRETS_A": '["y"]'}
+    with pytest.raises(ConfigError, match="not both"):
+        settings_from_env(env)

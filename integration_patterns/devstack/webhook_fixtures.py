@@ -27,7 +27,11 @@ from typing import Any
 
 import httpx
 
-from integration_patterns.services.webhook_receiver.config import decode_key, secret_variable
+from integration_patterns.services.webhook_receiver.config import (
+    decode_key,
+    secret_variable,
+    secrets_variable,
+)
 
 
 def new_standard_secret() -> str:
@@ -170,7 +174,11 @@ def receiver_env(
         "WEBHOOK_INBOX_SCHEMA": schema,
     }
     for name, (_, secrets) in sources.items():
-        env[secret_variable(name)] = ",".join(secrets)
+        # Both variables are written (one empty, which counts as unset) so a value inherited
+        # from .env for the other form cannot make the configuration ambiguous.
+        one, many = (secrets[0], "") if len(secrets) == 1 else ("", json.dumps(list(secrets)))
+        env[secret_variable(name)] = one
+        env[secrets_variable(name)] = many
     return env | extra
 
 

@@ -5,12 +5,18 @@ Variables:
         ``stripe:stripe,github:github,svix:standard,shop:hmac``. Schemes are ``stripe``,
         ``github``, ``standard`` (Standard Webhooks / Svix) and ``hmac`` (plain hex
         HMAC-SHA256 in ``X-Webhook-Signature``).
-    WEBHOOK_SECRET_<NAME>: the source's secrets, comma-separated; every one is accepted, so a
-        rotated secret and its successor can both be live. ``<NAME>`` is the source name
-        upper-cased with anything not alphanumeric replaced by ``_``. Standard Webhooks
-        secrets must be ``whsec_`` + base64.
+    WEBHOOK_SECRET_<NAME>: the source's one secret, verbatim: commas, spaces and every other
+        character are part of it (only surrounding whitespace is dropped). ``<NAME>`` is the
+        source name upper-cased with anything not alphanumeric replaced by ``_``. Standard
+        Webhooks secrets must be ``whsec_`` + base64.
+    WEBHOOK_SECRETS_<NAME>: instead of the above, several secrets as a JSON array of
+        strings, e.g. ``["whsec_new", "whsec_old"]``; every one is accepted, so a rotated
+        secret and its successor can both be live. JSON quoting means no character of a
+        secret can split it (a comma-separated list let ``a,b`` verify as ``a`` or ``b``).
     WEBHOOK_TOLERANCE_SECONDS: replay window for timestamped schemes (default 300).
     WEBHOOK_MAX_BODY_BYTES: largest body accepted (default 1 MiB); larger gets 413.
+    WEBHOOK_MAX_HEADER_BYTES: largest request head (request line and headers) accepted
+        (default 16 KiB); larger gets 431 and is never buffered whole.
     WEBHOOK_INBOX_SCHEMA: PostgreSQL schema holding ``webhook_inbox`` (default ``public``).
     WEBHOOK_DB_POOL_SIZE: inbox writer lanes, each holding one connection (default 4); the
         pool gets one more for ``/healthz``.
@@ -24,6 +30,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -32,7 +40,10 @@ from dataclasses import dataclass, field
 SCHEMES = ("stripe", "github", "standard", "hmac")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_TOLERANCE_SECONDS = 300
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -55,13 +66,52 @@ class ReceiverSettings:
 
     sources: Mapping[str, SourceConfig]
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     inbox_schema: str = "public"
     pool_size: int = 4
 
 
 def secret_variable(source: str) -> str:
-    """The environment variable holding a source's secrets."""
+    """The environment variable holding a source's one secret."""
     return "WEBHOOK_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", source).upper()
+
+
+def secrets_variable(source: str) -> str:
+    """The environment variable holding a source's secrets as a JSON list (rotation)."""
+    return "WEBHOOK_SECRETS_" + re.sub(r"[^A-Za-z0-9]", "_", source).upper()
+
+
+def source_secrets(env: Mapping[str, str], source: str) -> tuple[str, list[str]]:
+    """The variable that configures ``source``'s secrets, and the secrets it holds.
+
+    Raises:
+        ConfigError: neither or both variables set, or the list is not a JSON array of
+            non-empty strings (the message never quotes the value).
+    """
+    single, several = secret_variable(source), secrets_variable(source)
+    one = env.get(single, "").strip()
+    many = env.get(several, "").strip()
+    if one and many:
+        raise ConfigError(f"set one of {single} and {several}, not both")
+    if one:
+        if "," in one:
+            log.warning(
+                "%s holds a comma: it is read as ONE secret (list several in %s)", single, several
+            )
+        return single, [one]
+    if not many:
+        raise ConfigError(f"{single} is not set: source {source!r} needs a secret")
+    try:
+        secrets = json.loads(many)
+    except ValueError:
+        secrets = None
+    if (
+        not isinstance(secrets, list)
+        or not secrets
+        or not all(isinstance(s, str) and s.strip() for s in secrets)
+    ):
+        raise ConfigError(f"{several} must be a JSON array of non-empty strings")
+    return several, [s.strip() for s in secrets]
 
 
 def decode_key(scheme: str, secret: str) -> bytes:
@@ -115,10 +165,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ReceiverSettings:
                 f"WEBHOOK_SOURCES: source {name!r} has scheme {scheme!r}, "
                 f"expected one of {', '.join(SCHEMES)}"
             )
-        variable = secret_variable(name)
-        secrets = [s.strip() for s in env.get(variable, "").split(",") if s.strip()]
-        if not secrets:
-            raise ConfigError(f"{variable} is not set: source {name!r} needs a secret")
+        variable, secrets = source_secrets(env, name)
         try:
             keys = tuple(decode_key(scheme, s) for s in secrets)
         except ConfigError as exc:
@@ -128,6 +175,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ReceiverSettings:
     return ReceiverSettings(
         sources=sources,
         max_body_bytes=_positive_int(env, "WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        max_header_bytes=_positive_int(env, "WEBHOOK_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES),
         inbox_schema=schema,
         pool_size=_positive_int(env, "WEBHOOK_DB_POOL_SIZE", 4),
     )

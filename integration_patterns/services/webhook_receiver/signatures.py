@@ -5,6 +5,11 @@ source's keys (several during a rotation: any may match) and the current time, a
 returns what the headers say about the delivery or raises ``SignatureError``. Comparisons use
 ``hmac.compare_digest``; errors name what was wrong with the request, never the expected
 value.
+
+Whitespace around a header value, or around the items of a list-valued header, is not part
+of the value (RFC 9110 section 5.5), yet the HTTP server hands trailing spaces and tabs
+through: every value is stripped before it is used, including inside the signed content.
+Hex digests compare case-insensitively (upper-case hex is the same number).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ class Verified:
 
     delivery_id: str | None = None
     event_type: str | None = None
+    id_signed: bool = True
+    """False when the delivery id came from an unsigned header (GitHub): the inbox then also
+    deduplicates on the body's digest, or a captured body could be replayed as new."""
 
 
 Verifier = Callable[[Mapping[str, str], bytes, Sequence[bytes], float, int], Verified]
@@ -41,6 +49,11 @@ def _hmac_sha256(key: bytes, *parts: bytes) -> bytes:
 def _as_bytes(value: str) -> bytes:
     # Header values arrive latin-1 decoded; compare as bytes so odd characters cannot raise.
     return value.strip().encode("latin-1", "replace")
+
+
+def _hex_bytes(value: str) -> bytes:
+    # Hex digits in either case stand for the same digest.
+    return _as_bytes(value).lower()
 
 
 def _any_matches(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:
@@ -74,11 +87,12 @@ def verify_stripe(
     timestamp: str | None = None
     offered: list[bytes] = []
     for item in header.split(","):
-        scheme, _, value = item.strip().partition("=")
+        scheme, _, value = item.partition("=")
+        scheme, value = scheme.strip(), value.strip()
         if scheme == "t":
             timestamp = value
         elif scheme == "v1" and value:
-            offered.append(_as_bytes(value))
+            offered.append(_hex_bytes(value))
     if timestamp is None or not offered:
         raise SignatureError("Stripe-Signature lacks t= or a v1= signature")
     t = _timestamp(timestamp, "Stripe-Signature t")
@@ -101,15 +115,32 @@ def verify_github(
     header = headers.get("x-hub-signature-256")
     if not header:
         raise SignatureError("missing X-Hub-Signature-256 header")
-    prefix, _, value = header.strip().partition("=")
-    if prefix != "sha256" or not value:
+    prefix, _, value = header.partition("=")
+    if prefix.strip().lower() != "sha256" or not value.strip():
         raise SignatureError("X-Hub-Signature-256 is not sha256=<hex>")
     expected = [_hmac_sha256(key, body).hex().encode() for key in keys]
-    if not _any_matches(expected, [_as_bytes(value)]):
+    if not _any_matches(expected, [_hex_bytes(value)]):
         raise SignatureError("X-Hub-Signature-256 does not match")
     return Verified(
-        delivery_id=headers.get("x-github-delivery"), event_type=headers.get("x-github-event")
+        delivery_id=headers.get("x-github-delivery"),
+        event_type=headers.get("x-github-event"),
+        id_signed=False,
     )
+
+
+def _standard_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
+    """``webhook-id/-timestamp/-signature``, or Svix's ``svix-*`` names for the same three.
+
+    The family is taken whole (never an id from one and a signature from the other).
+    """
+    for family in ("webhook", "svix"):
+        values = [headers.get(f"{family}-{part}") for part in ("id", "timestamp", "signature")]
+        if any(values):
+            if not all(values):
+                raise SignatureError(f"missing {family}-id, -timestamp or -signature")
+            msg_id, raw_ts, signature = (v.strip() for v in values if v is not None)
+            return msg_id, raw_ts, signature
+    raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature")
 
 
 def verify_standard(
@@ -118,18 +149,17 @@ def verify_standard(
     """Standard Webhooks: ``webhook-signature: v1,<base64> [v1,<base64> ...]``.
 
     The signed content is ``"{webhook-id}.{webhook-timestamp}.{body}"``; timestamps too old
-    *or* too new are refused, as the reference library does.
+    *or* too new are refused, as the reference library does. Svix senders use the same
+    scheme under ``svix-id`` / ``svix-timestamp`` / ``svix-signature``; both are accepted.
     """
-    msg_id = headers.get("webhook-id")
-    raw_ts = headers.get("webhook-timestamp")
-    header = headers.get("webhook-signature")
-    if not msg_id or not raw_ts or not header:
-        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature")
+    msg_id, raw_ts, header = _standard_headers(headers)
+    if not msg_id:
+        raise SignatureError("webhook-id is empty")
     t = _timestamp(raw_ts, "webhook-timestamp")
     offered = []
-    for entry in header.split(" "):
+    for entry in header.split():
         version, _, value = entry.partition(",")
-        if version == "v1" and value:
+        if version == "v1" and value.strip():
             offered.append(_as_bytes(value))
     if not offered:
         raise SignatureError("webhook-signature has no v1 entry")
@@ -139,7 +169,7 @@ def verify_standard(
         raise SignatureError("no v1 signature matches")
     if abs(now - t) > tolerance:
         raise SignatureError("webhook-timestamp is outside the tolerance")
-    return Verified(delivery_id=msg_id.strip())
+    return Verified(delivery_id=msg_id)
 
 
 def verify_hmac(
@@ -156,7 +186,7 @@ def verify_hmac(
     if not header:
         raise SignatureError("missing X-Webhook-Signature header")
     expected = [_hmac_sha256(key, body).hex().encode() for key in keys]
-    if not _any_matches(expected, [_as_bytes(header)]):
+    if not _any_matches(expected, [_hex_bytes(header)]):
         raise SignatureError("X-Webhook-Signature does not match")
     return Verified(delivery_id=None)
 

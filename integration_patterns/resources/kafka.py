@@ -11,7 +11,8 @@ with backoff within ``request_timeout_s`` before the broker is reported unreacha
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -48,6 +49,54 @@ def _raise_partition_errors(partitions: list[TopicPartition]) -> list[TopicParti
         if tp.error is not None:
             raise KafkaException(tp.error)
     return partitions
+
+
+# ListOffsets' special timestamps: the next offset to be written, and the earliest kept.
+LATEST, EARLIEST = -1, -2
+
+
+class OffsetReader:
+    """One consumer answering a sensor tick's offset questions, each for all partitions at once.
+
+    A tick that opened a client per partition would cost N connections and N round trips; this
+    costs one client and a fixed number of batched requests whatever the partition count.
+    """
+
+    def __init__(self, consumer: Consumer, topic: str, timeout_s: float, resource: KafkaResource):
+        self._consumer = consumer
+        self._topic = topic
+        self._timeout_s = timeout_s
+        self._resource = resource
+
+    def _call(self, fn, *args):
+        # Retriable errors (a coordinator still loading) are retried within the timeout.
+        return self._resource.retrying(lambda timeout: fn(*args, timeout=timeout))
+
+    def partitions(self) -> list[int]:
+        """The topic's partition ids (empty when the topic does not exist)."""
+        meta = self._call(self._consumer.list_topics, self._topic)
+        topic = meta.topics.get(self._topic)
+        return sorted(topic.partitions) if topic is not None and topic.error is None else []
+
+    def committed(self, partitions: list[int]) -> dict[int, int]:
+        """The group's committed offset per partition (negative where none is committed)."""
+        tps = [TopicPartition(self._topic, p) for p in partitions]
+        offsets = self._resource.committed_offsets(self._consumer, tps)
+        return {tp.partition: tp.offset for tp in offsets}
+
+    def offsets_at(self, times_ms: dict[int, int]) -> dict[int, int]:
+        """Per partition, the first offset stamped at or after the time (-1: none yet).
+
+        ``LATEST`` and ``EARLIEST`` as times give the high and low watermarks.
+        """
+        tps = [TopicPartition(self._topic, p, t) for p, t in times_ms.items()]
+        return {tp.partition: tp.offset for tp in self._call(self._consumer.offsets_for_times, tps)}
+
+    def watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        """(low, high) per partition, in two batched requests."""
+        low = self.offsets_at(dict.fromkeys(partitions, EARLIEST))
+        high = self.offsets_at(dict.fromkeys(partitions, LATEST))
+        return {p: (max(low[p], 0), max(high[p], 0)) for p in partitions}
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -196,6 +245,15 @@ class KafkaResource(dg.ConfigurableResource):
                 consumer.commit(offsets=partitions, asynchronous=False) or []
             )
         )
+
+    @contextmanager
+    def offset_reader(self, *, group_id: str, topic: str) -> Iterator[OffsetReader]:
+        """One consumer of ``group_id`` for batched offset queries on ``topic``, then closed."""
+        consumer = self.consumer(group_id=group_id)
+        try:
+            yield OffsetReader(consumer, topic, self.request_timeout_s, self)
+        finally:
+            consumer.close()
 
     def health(self) -> Health:
         """Whether a broker answers a metadata request."""

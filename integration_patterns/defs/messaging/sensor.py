@@ -6,36 +6,22 @@ the high watermark. Full ranges of ``batch_size`` go out at once; a partial rang
 until its oldest message is older than ``batch_timeout_s``. Each range's ``run_key`` is
 ``<topic>:<partition>:<start>-<end>``, so a tick that is evaluated twice never launches a
 range twice, and a run carries its range in its config so it can be re-executed exactly.
+
+A tick opens one Kafka client whatever the partition count and asks it a fixed number of
+batched questions (partitions, committed offsets, watermarks, the age of pending ranges), so
+a topic of 32 partitions costs about what one of 1 does. Ranges of different partitions run
+in parallel up to the run queue's limit; ranges of one partition run one at a time, in order
+(dagster.yaml's ``kafka/topic_partition`` limit).
 """
 
 import json
 import time
 
 import dagster as dg
-from confluent_kafka import TopicPartition
 
 from integration_patterns.defs.messaging.batch_job import kafka_orders_batch
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
 from integration_patterns.resources.kafka import KafkaResource
-
-
-def _oldest_is_older_than(
-    kafka: KafkaResource, topic: str, partition: int, start: int, age_s: float
-) -> bool:
-    """Whether the message at ``start`` is older than ``age_s``, without reading it.
-
-    offsets_for_times gives the first offset stamped at or after a time: if that is past
-    ``start`` (or there is none), the message at ``start`` is older.
-    """
-    consumer = kafka.consumer(group_id=f"{kafka.client_id}-timestamps")
-    try:
-        cutoff_ms = int((time.time() - age_s) * 1000)
-        found = consumer.offsets_for_times(
-            [TopicPartition(topic, partition, cutoff_ms)], timeout=kafka.request_timeout_s
-        )[0].offset
-    finally:
-        consumer.close()
-    return found < 0 or found > start
 
 
 def _run_request(topic: str, partition: int, start: int, end: int) -> dg.RunRequest:
@@ -73,31 +59,42 @@ def kafka_orders_sensor(
     """Compare dispatched and committed offsets with the high watermarks per partition."""
     topic = orders_stream.topic
     cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-    partitions = kafka.partitions(topic)
-    if not partitions:
-        return dg.SkipReason(f"topic {topic!r} does not exist yet")
-    committed = kafka.committed(group_id=orders_stream.group_id, topic=topic, partitions=partitions)
     requests: list[dg.RunRequest] = []
     lag: dict[int, int] = {}
-    # The cap is shared fairly: a hot partition cannot take every slot of every tick.
-    per_partition = max(1, -(-orders_stream.max_runs_per_tick // len(partitions)))
-    for partition in partitions:
-        emitted = 0
-        low, high = kafka.watermarks(topic, partition)
-        done = committed.get(partition, -1)
-        start = max(cursor.get(str(partition), 0), done if done >= 0 else low, low)
-        lag[partition] = high - max(done, low)
-        while start < high and emitted < per_partition:
-            end = min(start + orders_stream.batch_size, high)
-            partial = end - start < orders_stream.batch_size
-            if partial and not _oldest_is_older_than(
-                kafka, topic, partition, start, orders_stream.batch_timeout_s
-            ):
-                break
-            requests.append(_run_request(topic, partition, start, end))
-            emitted += 1
-            start = end
-        cursor[str(partition)] = start
+    with kafka.offset_reader(group_id=orders_stream.group_id, topic=topic) as offsets:
+        partitions = offsets.partitions()
+        if not partitions:
+            return dg.SkipReason(f"topic {topic!r} does not exist yet")
+        committed = offsets.committed(partitions)
+        watermarks = offsets.watermarks(partitions)
+        # The cap is shared fairly: a hot partition cannot take every slot of every tick.
+        per_partition = max(1, -(-orders_stream.max_runs_per_tick // len(partitions)))
+        partial: dict[int, tuple[int, int]] = {}  # partition -> (start, high) of a short range
+        for partition in partitions:
+            emitted = 0
+            low, high = watermarks[partition]
+            done = committed.get(partition, -1)
+            start = max(cursor.get(str(partition), 0), done if done >= 0 else low, low)
+            lag[partition] = high - max(done, low)
+            while start < high and emitted < per_partition:
+                end = min(start + orders_stream.batch_size, high)
+                if end - start < orders_stream.batch_size:
+                    partial[partition] = (start, end)
+                    break
+                requests.append(_run_request(topic, partition, start, end))
+                emitted += 1
+                start = end
+            cursor[str(partition)] = start
+        if partial:
+            # A short range goes out once its oldest message is older than the timeout:
+            # the first offset stamped at or after the cut-off is past its start (or none is).
+            cutoff_ms = int((time.time() - orders_stream.batch_timeout_s) * 1000)
+            first_recent = offsets.offsets_at(dict.fromkeys(partial, cutoff_ms))
+            for partition, (start, end) in partial.items():
+                found = first_recent[partition]
+                if found < 0 or found > start:
+                    requests.append(_run_request(topic, partition, start, end))
+                    cursor[str(partition)] = end
     context.log.info(f"{topic} lag per partition (high watermark - committed): {lag}")
     if not requests:
         return dg.SkipReason(f"no complete or timed-out range; lag per partition: {lag}")

@@ -119,7 +119,15 @@ class OAuth2ClientCredentials(httpx.Auth):
             try:
                 response = self._http.post(self.token_url, data=form, headers=headers)
                 self._logged(url, response.status_code, started, attempt)
-            except (httpx.TransportError, httpx.DecodingError) as exc:
+            except httpx.DecodingError as exc:
+                self._logged(url, type(exc).__name__, started, attempt)
+                raise AuthError(
+                    f"token response could not be decoded ({exc})",
+                    method="POST",
+                    url=url,
+                    attempts=attempt,
+                ) from None
+            except httpx.TransportError as exc:
                 self._logged(url, type(exc).__name__, started, attempt)
                 last = ConnectionFailedError(
                     f"token request failed ({type(exc).__name__})",
@@ -167,12 +175,13 @@ class OAuth2ClientCredentials(httpx.Auth):
         """
 
         def refused(why: str) -> AuthError:
+            # no excerpt: a token response that cannot be read may still hold a credential
             return AuthError(
                 f"token response {why}",
                 method="POST",
                 url=url,
                 status=response.status_code,
-                body=excerpt(response.text, self._redact),
+                body=f"({len(response.content)} bytes, {response.headers.get('content-type')})",
                 attempts=attempt,
             )
 

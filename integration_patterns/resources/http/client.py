@@ -162,17 +162,18 @@ class RestClient:
         """
         paginator = paginator or CursorPaginator()
         url, query = paginator.first_request(url, dict(params or {}))
-        number, seen = 0, set()
+        number, seen, response = 0, set(), None
         while True:
-            response = self.request("GET", url, params=query)
-            fetched = str(response.request.url)
-            if fetched in seen:
+            page_url = str(self._build("GET", url, query, None, {}, math.inf).url)
+            if page_url in seen and response is not None:
                 raise self._fail(
                     PaginationError,
-                    f"pagination cycle: page {number + 1} is a page already fetched",
+                    f"pagination cycle: page {number} points back to {mask_url(page_url)}, "
+                    "a page already fetched",
                     response,
                 )
-            seen.add(fetched)
+            seen.add(page_url)
+            response = self.request("GET", url, params=query)
             body = self._json(response)
             items = body if not data_path else dig(body, data_path)
             if not isinstance(items, list):

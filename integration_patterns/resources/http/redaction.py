@@ -89,7 +89,11 @@ class Redactor:
 
 def mask_url(url: str, redact: Redactor | None = None) -> str:
     """The URL with user-info passwords and secret-looking query parameters masked."""
-    parts = urlsplit(str(url))
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:  # not a URL at all: show no more than its start, secrets masked
+        start = str(url).split("?", 1)[0][:100]
+        return redact(start) if redact else start
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)

@@ -13,6 +13,10 @@ import json
 import subprocess
 import sys
 
+import dagster as dg
+import pytest
+
+from integration_patterns.definitions import defs
 from integration_patterns_tests.conftest import PROJECT
 
 # Modules a job that does not use them must not pay for, and why each is here.
@@ -69,3 +73,23 @@ def test_the_offender_check_names_a_forbidden_module_and_its_submodules():
     # The check itself must be able to fail: a submodule counts as its package.
     assert _offenders(["dagster", "pandas.core.frame"]) == {"pandas": FORBIDDEN["pandas"]}
     assert _offenders(["dagster", "pandasql"]) == {}
+
+
+# Short, sequential jobs run their steps in the run worker: Dagster's default multiprocess
+# executor starts a process per step, and each one loads the code location again.
+IN_PROCESS_JOBS = [
+    "platform_smoke",  # one probe step
+    "partner_records_fetch",  # two steps, one after the other
+    "customer_enrichment",  # reads aggregate in their databases; join and write follow
+    "kafka_orders_batch",  # one op streaming a range
+    "webhook_orders_job",  # one step each
+    "webhook_payments_job",
+    "webhook_users_job",
+    "webhook_unknown_job",
+]
+
+
+@pytest.mark.parametrize("job_name", IN_PROCESS_JOBS)
+def test_short_sequential_jobs_run_in_process(job_name):
+    job = defs().resolve_job_def(job_name)
+    assert job.executor_def.name == dg.in_process_executor.name

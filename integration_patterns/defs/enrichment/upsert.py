@@ -146,7 +146,7 @@ def _staging_memory(conn: psycopg.Connection) -> None:
 
 def _validate_keys(frame: pd.DataFrame) -> None:
     ids = frame["customer_id"]
-    nulls = int(ids.isna().sum())
+    nulls = int(ids.isna().to_numpy().sum())
     dupes = sorted(set(ids[ids.duplicated() & ids.notna()].tolist()))
     if nulls or dupes:
         raise InvalidBatchError(

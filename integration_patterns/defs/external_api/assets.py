@@ -163,6 +163,8 @@ partner_records_job = dg.define_asset_job(
     "partner_records_fetch",
     selection=dg.AssetSelection.assets(partner_records_raw, partner_records),
     description="Fetch new partner records since the high-water mark and upsert them.",
+    # Two steps, strictly one after the other: nothing to run in parallel.
+    executor_def=dg.in_process_executor,
 )
 
 partner_records_hourly = dg.ScheduleDefinition(

@@ -209,6 +209,8 @@ def process_order_batch(
     description="Process one Kafka offset range of orders into RabbitMQ results and dead "
     "letters; commits the range's end offset once every publish is confirmed.",
     tags={"pattern": "messaging"},
+    # One op: a step process of its own would load the location a second time.
+    executor_def=dg.in_process_executor,
 )
 def kafka_orders_batch() -> None:
     """A single-op job: the range streams through one process, never materialized whole."""

@@ -53,4 +53,6 @@ platform_smoke_job = dg.define_asset_job(
     "platform_smoke",
     selection=[service_health],
     description="Probe every external service through its resource.",
+    # One short step: a step process of its own would load the location a second time.
+    executor_def=dg.in_process_executor,
 )

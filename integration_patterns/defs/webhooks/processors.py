@@ -251,19 +251,28 @@ def webhook_unknown_events(
     )
 
 
+# Each job is one short step: in-process, so a run loads the code location once, not twice.
 webhook_orders_job = dg.define_asset_job(
-    "webhook_orders_job", selection=[webhook_orders], description="Process one order.created event."
+    "webhook_orders_job",
+    selection=[webhook_orders],
+    description="Process one order.created event.",
+    executor_def=dg.in_process_executor,
 )
 webhook_payments_job = dg.define_asset_job(
     "webhook_payments_job",
     selection=[webhook_payments],
     description="Process one payment.received event.",
+    executor_def=dg.in_process_executor,
 )
 webhook_users_job = dg.define_asset_job(
-    "webhook_users_job", selection=[webhook_users], description="Process one user.updated event."
+    "webhook_users_job",
+    selection=[webhook_users],
+    description="Process one user.updated event.",
+    executor_def=dg.in_process_executor,
 )
 webhook_unknown_job = dg.define_asset_job(
     "webhook_unknown_job",
     selection=[webhook_unknown_events],
     description="Archive one event of a type no processor handles.",
+    executor_def=dg.in_process_executor,
 )

@@ -6,6 +6,9 @@ the high watermark. Full ranges of ``batch_size`` go out at once; a partial rang
 until its oldest message is older than ``batch_timeout_s``. Each range's ``run_key`` is
 ``<topic>:<partition>:<start>-<end>``, so a tick that is evaluated twice never launches a
 range twice, and a run carries its range in its config so it can be re-executed exactly.
+
+A partition whose next uncommitted range has a failed run is stalled: the sensor sends it
+no new ranges (they could not commit) and names the range and the run in its skip reason.
 """
 
 import json
@@ -15,6 +18,7 @@ import dagster as dg
 from confluent_kafka import TopicPartition
 
 from integration_patterns.defs.messaging.batch_job import kafka_orders_batch
+from integration_patterns.defs.messaging.stalls import PARTITION_TAG, RANGE_TAG, find_stall
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
 from integration_patterns.resources.kafka import KafkaResource
 
@@ -55,7 +59,7 @@ def _run_request(topic: str, partition: int, start: int, end: int) -> dg.RunRequ
         },
         # dagster.yaml limits runs per topic-partition to one at a time, so ranges of a
         # partition commit in order.
-        tags={"kafka/topic_partition": f"{topic}:{partition}", "kafka/range": f"{start}-{end}"},
+        tags={PARTITION_TAG: f"{topic}:{partition}", RANGE_TAG: f"{start}-{end}"},
     )
 
 
@@ -79,6 +83,7 @@ def kafka_orders_sensor(
     committed = kafka.committed(group_id=orders_stream.group_id, topic=topic, partitions=partitions)
     requests: list[dg.RunRequest] = []
     lag: dict[int, int] = {}
+    stalls: list[str] = []
     # The cap is shared fairly: a hot partition cannot take every slot of every tick.
     per_partition = max(1, -(-orders_stream.max_runs_per_tick // len(partitions)))
     for partition in partitions:
@@ -87,6 +92,11 @@ def kafka_orders_sensor(
         done = committed.get(partition, -1)
         start = max(cursor.get(str(partition), 0), done if done >= 0 else low, low)
         lag[partition] = high - max(done, low)
+        if cursor.get(str(partition), 0) > max(done, low):  # dispatched, not yet committed
+            stall = find_stall(context.instance, topic, partition, max(done, low))
+            if stall is not None:
+                stalls.append(stall.describe())
+                continue
         while start < high and emitted < per_partition:
             end = min(start + orders_stream.batch_size, high)
             partial = end - start < orders_stream.batch_size
@@ -99,6 +109,9 @@ def kafka_orders_sensor(
             start = end
         cursor[str(partition)] = start
     context.log.info(f"{topic} lag per partition (high watermark - committed): {lag}")
+    for stall in stalls:
+        context.log.warning(stall)
     if not requests:
-        return dg.SkipReason(f"no complete or timed-out range; lag per partition: {lag}")
+        reason = f"no complete or timed-out range; lag per partition: {lag}"
+        return dg.SkipReason("; ".join([*stalls, reason]))
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))

@@ -89,9 +89,11 @@ def drain(rabbitmq, queue):
     return out
 
 
-def sensor_tick(stream, kafka, cursor=None):
+def sensor_tick(stream, kafka, cursor=None, instance=None):
     context = dg.build_sensor_context(
-        cursor=cursor, resources={"kafka": kafka, "orders_stream": stream}
+        cursor=cursor,
+        resources={"kafka": kafka, "orders_stream": stream},
+        instance=instance or dg.DagsterInstance.ephemeral(),
     )
     return kafka_orders_sensor(context)
 

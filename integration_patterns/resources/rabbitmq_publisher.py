@@ -46,6 +46,10 @@ class PublishReport:
     nacked: list[str] = field(default_factory=list)
     returned: list[str] = field(default_factory=list)
     error: str = ""
+    # The connection failed or the broker stopped confirming: worth retrying as a whole.
+    connection_lost: bool = False
+    # What the message source raised, if it failed (kept as the PublishError's cause).
+    source_error: BaseException | None = field(default=None, repr=False, compare=False)
     seconds: float = 0.0
 
     @property
@@ -61,6 +65,7 @@ class PublishError(RuntimeError):
 
     def __init__(self, report: PublishReport) -> None:
         self.report = report
+        self.__cause__ = report.source_error
         problems = []
         if report.error:
             problems.append(report.error)
@@ -138,6 +143,7 @@ class _PublishRun:
 
     def _on_open_error(self, connection: pika.SelectConnection, error: BaseException) -> None:
         self.report.error = f"cannot connect to RabbitMQ: {error!r}"
+        self.report.connection_lost = True
         connection.ioloop.stop()
 
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
@@ -163,6 +169,7 @@ class _PublishRun:
     ) -> None:
         if not self.closing and not self.report.error:
             self.report.error = f"connection lost: {reason!r}"
+            self.report.connection_lost = True
         connection.ioloop.stop()
 
     def _fail(self, error: str) -> None:
@@ -184,6 +191,7 @@ class _PublishRun:
         if self.closing or self.connection is None:
             return
         if self.pending and time.monotonic() - self.last_progress > self.stall_timeout_s:
+            self.report.connection_lost = True
             self._fail(f"no confirm for {self.stall_timeout_s:.0f}s")
             return
         self.connection.ioloop.call_later(1.0, self._watchdog)
@@ -201,6 +209,7 @@ class _PublishRun:
                 self.exhausted = True
                 break
             except Exception as exc:  # the source failed: nothing more can be published
+                self.report.source_error = exc
                 self._fail(f"message source failed: {type(exc).__name__}: {exc}")
                 return
             self.channel.basic_publish(

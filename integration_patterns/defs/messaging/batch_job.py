@@ -24,6 +24,7 @@ from integration_patterns.defs.messaging.stream import OrdersStreamResource
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.rabbitmq import RabbitMQResource
 from integration_patterns.resources.rabbitmq_publisher import OutgoingMessage
+from integration_patterns.resources.transient import TRANSIENT_RETRY_POLICY, retry_transient
 
 
 class OffsetRange(dg.Config):
@@ -108,7 +109,11 @@ def read_range(
     pool="kafka",
     tags={"kind": "kafka"},
     out=dg.Out(dict, description="Counts and offsets of the processed range."),
+    # A broker that is down or restarting: retry with backoff (nothing was committed, the
+    # same message ids are published again). Anything else fails at once.
+    retry_policy=TRANSIENT_RETRY_POLICY,
 )
+@retry_transient
 def process_order_batch(
     context: dg.OpExecutionContext,
     config: OffsetRange,

@@ -12,6 +12,9 @@ batched questions (partitions, committed offsets, watermarks, the age of pending
 a topic of 32 partitions costs about what one of 1 does. Ranges of different partitions run
 in parallel up to the run queue's limit; ranges of one partition run one at a time, in order
 (dagster.yaml's ``kafka/topic_partition`` limit).
+
+A partition whose next uncommitted range has a failed run is stalled: the sensor sends it
+no new ranges (they could not commit) and names the range and the run in its skip reason.
 """
 
 import json
@@ -20,6 +23,7 @@ import time
 import dagster as dg
 
 from integration_patterns.defs.messaging.batch_job import kafka_orders_batch
+from integration_patterns.defs.messaging.stalls import PARTITION_TAG, RANGE_TAG, find_stall
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
 from integration_patterns.resources.kafka import KafkaResource
 
@@ -41,7 +45,7 @@ def _run_request(topic: str, partition: int, start: int, end: int) -> dg.RunRequ
         },
         # dagster.yaml limits runs per topic-partition to one at a time, so ranges of a
         # partition commit in order.
-        tags={"kafka/topic_partition": f"{topic}:{partition}", "kafka/range": f"{start}-{end}"},
+        tags={PARTITION_TAG: f"{topic}:{partition}", RANGE_TAG: f"{start}-{end}"},
     )
 
 
@@ -61,6 +65,7 @@ def kafka_orders_sensor(
     cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
     requests: list[dg.RunRequest] = []
     lag: dict[int, int] = {}
+    stalls: list[str] = []
     with kafka.offset_reader(group_id=orders_stream.group_id, topic=topic) as offsets:
         partitions = offsets.partitions()
         if not partitions:
@@ -76,6 +81,11 @@ def kafka_orders_sensor(
             done = committed.get(partition, -1)
             start = max(cursor.get(str(partition), 0), done if done >= 0 else low, low)
             lag[partition] = high - max(done, low)
+            if cursor.get(str(partition), 0) > max(done, low):  # dispatched, not yet committed
+                stall = find_stall(context.instance, topic, partition, max(done, low))
+                if stall is not None:
+                    stalls.append(stall.describe())
+                    continue
             while start < high and emitted < per_partition:
                 end = min(start + orders_stream.batch_size, high)
                 if end - start < orders_stream.batch_size:
@@ -96,6 +106,9 @@ def kafka_orders_sensor(
                     requests.append(_run_request(topic, partition, start, end))
                     cursor[str(partition)] = end
     context.log.info(f"{topic} lag per partition (high watermark - committed): {lag}")
+    for stall in stalls:
+        context.log.warning(stall)
     if not requests:
-        return dg.SkipReason(f"no complete or timed-out range; lag per partition: {lag}")
+        reason = f"no complete or timed-out range; lag per partition: {lag}"
+        return dg.SkipReason("; ".join([*stalls, reason]))
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))

@@ -59,6 +59,7 @@ from integration_patterns.services.gateway.models import (
 )
 from integration_patterns.services.gateway.ratelimit import RateLimiter, retry_after_header
 from integration_patterns.services.gateway.settings import GatewaySettings
+from integration_patterns.services.http_limits import HeaderLimitMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "Missing, invalid or expired bearer token"},
     403: {"model": Error, "description": "The token lacks the required scope"},
     413: {"model": Error, "description": "Request body over the configured cap"},
+    431: {"model": Error, "description": "Request headers over the configured cap"},
     422: {"model": Error, "description": "Invalid request, or run config rejected by Dagster"},
     429: {"model": Error, "description": "Rate limit exceeded; see Retry-After"},
     503: {"model": Error, "description": "The Dagster webserver is unavailable"},
@@ -235,6 +237,7 @@ def create_app(settings: GatewaySettings, dagster: DagsterClient | None = None) 
     app.state.verifier = verifier
     app.state.limiter = limiter
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(HeaderLimitMiddleware, limit=settings.max_header_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -17,6 +17,8 @@ Variables:
     GATEWAY_RATE_LIMIT_PER_MINUTE: requests per token subject per minute (default 120).
     GATEWAY_RATE_LIMIT_BURST: bucket size, requests allowed at once (default = per minute).
     GATEWAY_MAX_BODY_BYTES: largest request body (default 64 KiB); larger gets 413.
+    GATEWAY_MAX_HEADER_BYTES: largest request head, request line and headers (default
+        16 KiB); larger gets 431 and is never buffered whole.
     GATEWAY_WAIT_TIMEOUT_SECONDS: default ``timeout`` for ``wait=true`` (default 60).
     GATEWAY_MAX_WAIT_TIMEOUT_SECONDS: largest ``timeout`` a client may ask for (default 600).
 
@@ -53,6 +55,7 @@ class GatewaySettings:
     rate_limit_per_minute: int = 120
     rate_limit_burst: int | None = None
     max_body_bytes: int = 64 * 1024
+    max_header_bytes: int = 16 * 1024
     wait_timeout_seconds: float = 60.0
     max_wait_timeout_seconds: float = 600.0
 
@@ -121,6 +124,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> GatewaySettings:
         rate_limit_per_minute=int(_number(env, "GATEWAY_RATE_LIMIT_PER_MINUTE", 120)),
         rate_limit_burst=int(_number(env, "GATEWAY_RATE_LIMIT_BURST", 1)) if burst else None,
         max_body_bytes=int(_number(env, "GATEWAY_MAX_BODY_BYTES", 64 * 1024)),
+        max_header_bytes=int(_number(env, "GATEWAY_MAX_HEADER_BYTES", 16 * 1024)),
         wait_timeout_seconds=_number(env, "GATEWAY_WAIT_TIMEOUT_SECONDS", 60.0, float),
         max_wait_timeout_seconds=_number(env, "GATEWAY_MAX_WAIT_TIMEOUT_SECONDS", 600.0, float),
     )

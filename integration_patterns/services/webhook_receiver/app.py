@@ -19,6 +19,7 @@ from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse
 
 from integration_patterns.resources.postgres import PostgresResource
+from integration_patterns.services.http_limits import HeaderLimitMiddleware
 from integration_patterns.services.webhook_receiver.config import (
     ReceiverSettings,
     SourceConfig,
@@ -136,6 +137,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Signature missing or invalid, or timestamp outside the window."},
     404: {"description": "No such source."},
     413: {"description": "Body larger than the configured cap."},
+    431: {"description": "Request headers larger than the configured cap."},
     503: {"description": "Inbox unavailable; retry later."},
 }
 
@@ -164,6 +166,7 @@ def create_app(settings: ReceiverSettings, postgres: PostgresResource) -> FastAP
         description="Verifies webhook signatures and stores deliveries in an inbox table.",
         lifespan=lifespan,
     )
+    app.add_middleware(HeaderLimitMiddleware, limit=settings.max_header_bytes)
     source_names = sorted(settings.sources)
 
     @app.get("/healthz", summary="Liveness and database reachability")

@@ -8,7 +8,7 @@ RUN := uv run --frozen --env-file .env.example --env-file .env
 SERVICES := $(RUN) python -m integration_patterns.devstack.services
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install services status down demo test dev pools lint bench seed
+.PHONY: install services status down demo test dev pools lint bench seed token
 
 .env:
 	cp .env.example .env
@@ -58,4 +58,10 @@ lint: install
 	$(RUN) ruff format --check .
 
 bench: services
+	command -v wrk >/dev/null || apt-get install -y wrk
 	$(RUN) python -m bench $(BENCH)
+
+# A development JWT for the gateway (GATEWAY_JWT_SECRET, audience and issuer from .env):
+# `make -s token`, or `make -s token ARGS="--scope jobs:read --ttl 600"`.
+token: install
+	@$(RUN) python -m integration_patterns.devstack.token $(ARGS)

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import httpx
 import hypothesis
@@ -40,6 +41,11 @@ from integration_patterns.devstack.webhook_fixtures import (
 from integration_patterns.services.webhook_receiver.config import (
     ConfigError,
     settings_from_env,
+)
+from integration_patterns.services.webhook_receiver.inbox import (
+    InboxRow,
+    ensure_inbox,
+    insert_rows,
 )
 from integration_patterns_tests.conftest import postgres_from_env
 
@@ -432,3 +438,234 @@ def test_both_secret_forms_at_once_are_refused():
     env = {"WEBHOOK_SOURCES": "a:hmac", "WEBHOOK_SECRET_A": "x", "WEBHOOK_SECRETS_A": '["y"]'}
     with pytest.raises(ConfigError, match="not both"):
         settings_from_env(env)
+
+
+# --- GitHub: only the body is signed ---------------------------------------------------------
+
+_REPO = {"id": 1296269, "full_name": "octocat/Hello-World"}
+_SENDER = {"login": "octocat", "id": 1}
+
+
+def github_push(n: int) -> dict:
+    return {
+        "ref": "refs/heads/main",
+        "before": f"{n:040x}",
+        "after": f"{n + 1:040x}",
+        "commits": [{"id": f"{n + 1:040x}", "message": f"change {n} {uuid.uuid4()}"}],
+        "pusher": {"name": "octocat"},
+        "repository": _REPO,
+        "sender": _SENDER,
+    }
+
+
+def github_issue(action: str = "opened") -> dict:
+    number = int(uuid.uuid4().int % 10_000)
+    issue = {"number": number, "title": "Found a bug", "state": "open"}
+    return {"action": action, "issue": issue, "repository": _REPO, "sender": _SENDER}
+
+
+def github_pull_request() -> dict:
+    number = int(uuid.uuid4().int % 10_000)
+    pull = {"number": number, "state": "open", "title": "Fix", "merged": False}
+    return {
+        "action": "opened",
+        "number": number,
+        "pull_request": pull,
+        "repository": _REPO,
+        "sender": _SENDER,
+    }
+
+
+def github_issue_comment() -> dict:
+    return {**github_issue("created"), "comment": {"id": 5, "body": "Me too"}}
+
+
+def send_github(client, secret: str, body: bytes, event: str, delivery: str | None = None):
+    delivery = delivery or str(uuid.uuid4())
+    headers = sign_github(body, secret, delivery_id=delivery, event=event)
+    return delivery, post(client, "gh", body, headers)
+
+
+def gh_rows(schema: str) -> int:
+    postgres = postgres_from_env()
+    try:
+        return postgres.fetch_all(
+            f'SELECT count(*) FROM "{schema}".webhook_inbox WHERE source = %s', ("gh",)
+        )[0][0]
+    finally:
+        postgres.close()
+
+
+def test_github_replay_under_a_new_delivery_id_is_a_duplicate(receiver, secrets):
+    client, schema = receiver
+    secret = secrets["gh"][NEW]
+    body = encode(github_push(1))
+    first, response = send_github(client, secret, body, "push")
+    assert response.status_code == 202
+    before = gh_rows(schema)
+    # The same signed body, captured and replayed with fresh (unsigned) delivery ids.
+    for _ in range(3):
+        delivery, replay = send_github(client, secret, body, "push")
+        assert replay.status_code == 200 and replay.json()["status"] == "duplicate"
+        assert stored(schema, "gh", delivery) == []
+    assert gh_rows(schema) == before
+    # Another event (another body) still gets in; so does the first id's own redelivery
+    # being answered as a duplicate rather than an error.
+    assert send_github(client, secret, encode(github_push(2)), "push")[1].status_code == 202
+    assert send_github(client, secret, body, "push", delivery=first)[1].status_code == 200
+
+
+MISLABELLED = [
+    # (body, unsigned X-GitHub-Event a replayer chose)
+    (github_push, "issues"),
+    (github_push, "pull_request"),
+    (github_issue, "push"),
+    (github_issue, "pull_request"),
+    (github_pull_request, "issues"),
+    (github_issue_comment, "issues"),  # shares "issue" with the issues event
+    (github_pull_request, "ping"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make_body", "event"), MISLABELLED, ids=[f"{m.__name__}-as-{e}" for m, e in MISLABELLED]
+)
+def test_an_unsigned_event_header_cannot_relabel_a_payload(receiver, secrets, make_body, event):
+    client, schema = receiver
+    body = make_body(3) if make_body is github_push else make_body()
+    delivery, response = send_github(client, secrets["gh"][NEW], encode(body), event)
+    assert response.status_code == 400
+    assert "does not match the payload" in response.json()["detail"]
+    assert stored(schema, "gh", delivery) == []
+
+
+@pytest.mark.parametrize(
+    ("make_body", "event"),
+    [
+        (lambda: github_push(4), "push"),
+        (github_issue, "issues"),
+        (github_pull_request, "pull_request"),
+        (github_issue_comment, "issue_comment"),
+        (lambda: {"zen": "Keep it simple.", "hook_id": 42, "hook": {}}, "ping"),
+        (lambda: {"action": "started", "starred_at": str(uuid.uuid4())}, "star"),  # unchecked
+    ],
+    ids=["push", "issues", "pull_request", "issue_comment", "ping", "star"],
+)
+def test_correctly_labelled_github_events_are_stored(receiver, secrets, make_body, event):
+    client, schema = receiver
+    delivery, response = send_github(client, secrets["gh"][NEW], encode(make_body()), event)
+    assert response.status_code == 202, response.text
+    assert stored(schema, "gh", delivery)[0][0] == event
+
+
+def test_github_form_encoded_delivery_is_accepted(receiver, secrets):
+    # GitHub's "application/x-www-form-urlencoded" option: payload=<JSON>, signed as sent.
+    client, schema = receiver
+    payload = github_issue()
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    delivery = str(uuid.uuid4())
+    headers = sign_github(body, secrets["gh"][NEW], delivery_id=delivery, event="issues")
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    assert post(client, "gh", body, headers).status_code == 202
+    assert stored(schema, "gh", delivery) == [("issues", payload)]
+    # Replayed under another id, it is the same body: a duplicate.
+    headers["X-GitHub-Delivery"] = str(uuid.uuid4())
+    assert post(client, "gh", body, headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"payload=1&payload=2", 400, "exactly one"),  # two fields
+        (b"other=%7B%7D", 400, "exactly one"),  # no payload field
+        (b"payload=%5B1%5D", 400, "JSON object"),  # JSON, not an object
+        (b"payload=%FF", 400, "UTF-8 JSON"),  # not UTF-8
+    ],
+)
+def test_malformed_github_forms_are_400(receiver, secrets, body, status, fragment):
+    client, _ = receiver
+    headers = sign_github(body, secrets["gh"][NEW], delivery_id=str(uuid.uuid4()), event="x")
+    headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
+    response = post(client, "gh", body, headers)
+    assert response.status_code == status and fragment in response.json()["detail"]
+
+
+def test_form_encoded_bodies_from_other_schemes_are_415(receiver, secrets):
+    client, _ = receiver
+    body = urlencode({"payload": json.dumps(sample_event("order.created"))}).encode()
+    headers = sign_hmac(body, secrets["shop"][NEW])
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    response = post(client, "shop", body, headers)
+    assert response.status_code == 415
+    assert "GitHub only" in response.json()["detail"]
+
+
+# --- the same delivery id with another body ------------------------------------------------
+
+
+def test_same_id_other_body_keeps_the_first_and_is_counted(receiver, secrets):
+    client, schema = receiver
+
+    def conflicts() -> int:
+        return client.get("/stats").json()["conflicting_redeliveries"]
+
+    first = sample_event("order.created", 1)
+    msg_id = first["id"]
+    second = {**first, "data": {**first["data"], "amount": 999}}
+    for payload, status in ((first, 202), (first, 200)):
+        body, headers = signed_delivery("standard", [secrets["std"][NEW]], payload)
+        assert post(client, "std", body, headers).status_code == status
+    before = conflicts()  # a plain redelivery (same body) is not a conflict
+    body, headers = signed_delivery("standard", [secrets["std"][NEW]], second)
+    response = post(client, "std", body, headers)
+    assert response.status_code == 200 and response.json()["status"] == "duplicate"
+    assert conflicts() == before + 1
+    assert stored(schema, "std", msg_id) == [("order.created", first)]  # first write wins
+    # Same JSON, other bytes (key order, spacing): not a conflict.
+    body = json.dumps(dict(reversed(list(first.items()))), indent=1).encode()
+    headers = sign_standard(body, [secrets["std"][NEW]], msg_id=msg_id)
+    assert post(client, "std", body, headers).status_code == 200
+    assert conflicts() == before + 1
+
+
+# --- migrating an inbox created before body_digest ----------------------------------------
+
+_FIRST_RELEASE_DDL = """
+CREATE SCHEMA {schema};
+CREATE TABLE {schema}.webhook_inbox (
+    id          bigserial PRIMARY KEY,
+    source      text        NOT NULL,
+    delivery_id text        NOT NULL,
+    event_type  text,
+    payload     jsonb       NOT NULL,
+    headers     jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    txid        bigint      NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+    CONSTRAINT webhook_inbox_delivery UNIQUE (source, delivery_id)
+);
+INSERT INTO {schema}.webhook_inbox (source, delivery_id, payload) VALUES ('gh', 'old', '{{}}');
+"""
+
+
+def test_an_existing_inbox_gains_body_digest_idempotently():
+    schema = f"wh_migrate_{uuid.uuid4().hex[:8]}"
+    postgres = postgres_from_env()
+    try:
+        with postgres.get_connection() as conn:
+            conn.execute(_FIRST_RELEASE_DDL.format(schema=schema))
+        for _ in range(2):  # a second start changes nothing
+            with postgres.get_connection() as conn:
+                ensure_inbox(conn, schema)
+        row = InboxRow("gh", "new", "push", "{}", {}, "ab" * 32)
+        replay = InboxRow("gh", "newer", "push", "{}", {}, "ab" * 32)
+        with postgres.get_connection() as conn:
+            conn.autocommit = True
+            assert insert_rows(conn, schema, [row, replay]) == {("gh", "new")}
+        ids = postgres.fetch_all(
+            f'SELECT delivery_id, body_digest FROM "{schema}".webhook_inbox ORDER BY id'
+        )
+        assert ids == [("old", None), ("new", "ab" * 32)]
+    finally:
+        with postgres.get_connection() as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        postgres.close()

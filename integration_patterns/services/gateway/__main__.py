@@ -13,6 +13,7 @@ import uvicorn
 
 from integration_patterns.services.gateway.app import create_app
 from integration_patterns.services.gateway.settings import ConfigError, settings_from_env
+from integration_patterns.services.http_limits import header_limited_protocol
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     try:
-        app = create_app(settings_from_env())
+        settings = settings_from_env()
+        app = create_app(settings)
     except ConfigError as exc:
         parser.error(str(exc))
     uvicorn.run(
@@ -33,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
+        # Heads over the cap get 431 before they are buffered (uvicorn sets no limit).
+        http=header_limited_protocol(settings.max_header_bytes),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     return 0
 

@@ -3,10 +3,12 @@
 No ``from __future__ import annotations`` here: FastAPI must evaluate the endpoint
 annotations, and some close over the settings.
 
-Order of checks on every ``/api/v1`` call, each before the next costs anything: body cap
-(413, the body is never buffered past the cap), bearer token (401), the subject's rate limit
-(429 with ``Retry-After``), the scope (403), request validation (422), then Dagster: unknown
-job or run (404), Dagster's own run config errors (422, its messages), Dagster down (503).
+Order of checks on every ``/api/v1`` call, each before the next costs anything: header cap
+(431, in the server), body cap (413, the body is never buffered past the cap), a repeated
+Authorization header (400), bearer token (401; 503 if the JWKS cannot be fetched), the
+subject's rate limit (429 with ``Retry-After``), the scope (403), request validation (422),
+then Dagster: unknown job or run (404), Dagster's own run config errors (422, its messages),
+Dagster down (503).
 
 Idempotency: a launch with an ``Idempotency-Key`` header records a hash of (subject, key)
 as a run tag, written by Dagster together with the run itself, so there is no second store
@@ -35,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from integration_patterns.services.gateway.auth import (
     READ_SCOPE,
     AuthError,
+    KeysUnavailableError,
     Principal,
     TokenVerifier,
 )
@@ -59,6 +62,7 @@ from integration_patterns.services.gateway.models import (
 )
 from integration_patterns.services.gateway.ratelimit import RateLimiter, retry_after_header
 from integration_patterns.services.gateway.settings import GatewaySettings
+from integration_patterns.services.http_limits import HeaderLimitMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +75,11 @@ POLL_FIRST_SECONDS = 0.2
 POLL_MAX_SECONDS = 1.0
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Error, "description": "Repeated Authorization header"},
     401: {"model": Error, "description": "Missing, invalid or expired bearer token"},
     403: {"model": Error, "description": "The token lacks the required scope"},
     413: {"model": Error, "description": "Request body over the configured cap"},
+    431: {"model": Error, "description": "Request headers over the configured cap"},
     422: {"model": Error, "description": "Invalid request, or run config rejected by Dagster"},
     429: {"model": Error, "description": "Rate limit exceeded; see Retry-After"},
     503: {"model": Error, "description": "The Dagster webserver is unavailable"},
@@ -191,10 +197,22 @@ async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The verified caller, after its rate limit (401 or 429 otherwise)."""
+    """The verified caller, after its rate limit (400, 401, 429 or 503 otherwise)."""
+    # Two Authorization headers: which one a proxy, the framework and we each read is
+    # anybody's guess (RFC 9110 allows a field to repeat only if it is a list; this is not).
+    if sum(name == b"authorization" for name, _ in request.scope["headers"]) > 1:
+        raise GatewayError(400, "repeated Authorization header")
     if credentials is None:
         raise AuthError(401, "missing bearer token")
-    caller = request.app.state.verifier.verify(credentials.credentials)
+    verifier: TokenVerifier = request.app.state.verifier
+    try:
+        if verifier.fetches_keys:
+            caller = await run_in_threadpool(verifier.verify, credentials.credentials)
+        else:
+            caller = verifier.verify(credentials.credentials)
+    except KeysUnavailableError:
+        log.warning("JWKS unavailable: cannot verify tokens")
+        raise GatewayError(503, "token keys unavailable", {"Retry-After": "5"}) from None
     wait = request.app.state.limiter.acquire(caller.subject)
     if wait:
         raise GatewayError(429, "rate limit exceeded", {"Retry-After": retry_after_header(wait)})
@@ -235,6 +253,7 @@ def create_app(settings: GatewaySettings, dagster: DagsterClient | None = None) 
     app.state.verifier = verifier
     app.state.limiter = limiter
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(HeaderLimitMiddleware, limit=settings.max_header_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,9 +1,16 @@
 """JWT bearer authentication and per-job scopes.
 
 A token is accepted only when it is signed with the configured key under the one pinned
-algorithm (HS256 for a shared secret, RS256 for a public key), is inside its ``nbf``/``exp``
-window (with a small leeway), and names this API in ``aud`` and the configured issuer in
-``iss``. ``sub`` identifies the caller (and keys the rate limit).
+algorithm (HS256 for a shared secret, RS256 for a public key or for the identity provider's
+JWKS, whose key is chosen by the token's ``kid``), is inside its ``nbf``/``exp`` window
+(with the configured leeway, possibly 0), and names this API in ``aud`` and the configured
+issuer in ``iss``. ``sub`` identifies the caller (and keys the rate limit).
+
+JWKS keys come from PyJWT's ``PyJWKClient``: the key set is cached for a while, and a
+``kid`` it does not hold forces one refetch (a key rotation), at most once per cooldown so
+made-up ``kid`` values cannot make the gateway hammer the provider. Fetching blocks, so the
+app verifies JWKS tokens in its thread pool. A provider that cannot be reached while the
+key is not cached gives 503 (the token may well be good), never 401.
 
 Scopes come from the ``scope`` claim (space-separated, RFC 9068) or ``scp`` (a list):
     ``jobs:read``            list jobs, read runs and their results;
@@ -24,6 +31,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from jwt import PyJWKClient, PyJWKClientConnectionError, PyJWKClientError
 
 from integration_patterns.services.gateway.settings import ConfigError, GatewaySettings
 
@@ -35,6 +43,10 @@ REQUIRED_CLAIMS = ["exp", "sub", "aud", "iss"]
 def launch_scope(job: str) -> str:
     """The scope that allows launching runs of ``job``."""
     return f"runs:launch:{job}"
+
+
+class KeysUnavailableError(Exception):
+    """The identity provider's key set could not be fetched (the app answers 503)."""
 
 
 class AuthError(Exception):
@@ -91,7 +103,17 @@ class TokenVerifier:
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._leeway = settings.jwt_leeway_seconds
-        if settings.jwt_public_key:
+        self._jwks: PyJWKClient | None = None
+        if settings.jwt_jwks_url:
+            self._jwks = PyJWKClient(
+                settings.jwt_jwks_url,
+                cache_jwk_set=True,
+                lifespan=settings.jwt_jwks_cache_seconds,
+                cooldown_duration=settings.jwt_jwks_cooldown_seconds,
+                timeout=10,
+            )
+            self._key: Any = None
+        elif settings.jwt_public_key:
             try:
                 key = load_pem_public_key(settings.jwt_public_key.encode())
             except ValueError:
@@ -102,16 +124,37 @@ class TokenVerifier:
         else:
             self._key = settings.jwt_secret
 
+    @property
+    def fetches_keys(self) -> bool:
+        """True when verifying may fetch keys over the network (run it off the event loop)."""
+        return self._jwks is not None
+
+    def _signing_key(self, token: str) -> Any:
+        if self._jwks is None:
+            return self._key
+        try:
+            key = self._jwks.get_signing_key_from_jwt(token).key
+        except PyJWKClientConnectionError:
+            raise KeysUnavailableError("identity provider keys unavailable") from None
+        except (PyJWKClientError, jwt.InvalidTokenError):
+            # No such kid even after a refresh, or a header that is not a JWT's.
+            raise AuthError(401, "invalid token") from None
+        if not isinstance(key, RSAPublicKey):
+            raise AuthError(401, "invalid token")
+        return key
+
     def verify(self, token: str) -> Principal:
         """Decode and check ``token``.
 
         Raises:
             AuthError: 401 with a generic reason when anything is wrong with it.
+            KeysUnavailableError: the JWKS could not be fetched and holds no key for it.
         """
+        key = self._signing_key(token)
         try:
             claims = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=[self._algorithm],
                 audience=self._audience,
                 issuer=self._issuer,

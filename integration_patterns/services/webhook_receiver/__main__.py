@@ -12,6 +12,7 @@ import sys
 import uvicorn
 
 from integration_patterns.resources.postgres import PostgresResource
+from integration_patterns.services.http_limits import header_limited_protocol
 from integration_patterns.services.webhook_receiver.app import create_app
 from integration_patterns.services.webhook_receiver.config import ConfigError, settings_from_env
 
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
+        # Heads over the cap get 431 before they are buffered (uvicorn sets no limit).
+        http=header_limited_protocol(settings.max_header_bytes),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     return 0
 

@@ -3,27 +3,42 @@
 Order of checks, each before the next costs anything: unknown source (404), body over the
 cap (413, counted while streaming so an oversized body is never buffered whole), signature
 and replay window over the raw bytes (401, the reason never includes the expected value),
-then JSON (400), then the insert (202 after the commit, 200 for a repeated delivery).
+then JSON (400; a form-encoded body only from GitHub, else 415), then the insert (202
+after the commit, 200 for a repeated delivery). A repeat whose body differs from the stored
+one keeps the first (first write wins) but is logged and counted (``/stats``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse
+from psycopg import sql
+from starlette.concurrency import run_in_threadpool
 
 from integration_patterns.resources.postgres import PostgresResource
+from integration_patterns.services.http_limits import HeaderLimitMiddleware
 from integration_patterns.services.webhook_receiver.config import (
     ReceiverSettings,
     SourceConfig,
 )
-from integration_patterns.services.webhook_receiver.inbox import InboxRow, ensure_inbox
+from integration_patterns.services.webhook_receiver.github_events import (
+    EventShapeError,
+    check_event_shape,
+)
+from integration_patterns.services.webhook_receiver.inbox import (
+    InboxRow,
+    ensure_inbox,
+    inbox_table,
+)
 from integration_patterns.services.webhook_receiver.signatures import VERIFIERS, SignatureError
 from integration_patterns.services.webhook_receiver.writer import (
     InboxWriter,
@@ -43,8 +58,11 @@ KEPT_HEADERS = (
     "x-github-hook-id",
     "webhook-id",
     "webhook-timestamp",
+    "svix-id",
+    "svix-timestamp",
     "x-webhook-id",
 )
+FORM = "application/x-www-form-urlencoded"
 
 
 class Rejected(Exception):
@@ -81,6 +99,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _form_payload(body: bytes) -> bytes:
+    """The JSON in GitHub's form-encoded delivery: the one ``payload`` field."""
+    try:
+        fields = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        raise Rejected(400, "form body is not application/x-www-form-urlencoded") from None
+    values = fields.get("payload", [])
+    if len(fields) != 1 or len(values) != 1:
+        raise Rejected(400, "form body must hold exactly one 'payload' field")
+    return values[0].encode("utf-8", "surrogatepass")
+
+
 def _parse(body: bytes) -> tuple[str, dict[str, Any]]:
     try:
         text = body.decode("utf-8")
@@ -110,13 +140,27 @@ def build_row(source: SourceConfig, headers: dict[str, str], body: bytes, now: f
     except SignatureError as exc:
         log.info("source %s: signature rejected (%s)", source.name, exc)
         raise Rejected(401, "signature verification failed") from None
-    text, payload = _parse(body)
+    media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type == FORM:
+        # GitHub's "application/x-www-form-urlencoded" webhook option; signed as sent.
+        if source.scheme != "github":
+            raise Rejected(415, "form-encoded bodies are accepted from GitHub only; send JSON")
+        text, payload = _parse(_form_payload(body))
+    else:
+        text, payload = _parse(body)
     raw_id = verified.delivery_id if verified.delivery_id is not None else payload.get("id")
     delivery_id = _clean_id(raw_id, "delivery id")
     raw_type = verified.event_type if verified.event_type is not None else payload.get("type")
     event_type = None if raw_type is None else _clean_id(raw_type, "event type")
-    kept = {name: headers[name] for name in KEPT_HEADERS if name in headers}
-    return InboxRow(source.name, delivery_id, event_type, text, kept)
+    if source.scheme == "github" and event_type is not None:
+        try:
+            check_event_shape(event_type, payload)
+        except EventShapeError as exc:
+            raise Rejected(400, str(exc)) from None
+    kept = {name: headers[name].strip() for name in KEPT_HEADERS if name in headers}
+    # An unsigned delivery id cannot tell a replay from a new event: the body can.
+    digest = None if verified.id_signed else hashlib.sha256(body).hexdigest()
+    return InboxRow(source.name, delivery_id, event_type, text, kept, digest)
 
 
 _REQUEST_BODY = {
@@ -136,6 +180,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Signature missing or invalid, or timestamp outside the window."},
     404: {"description": "No such source."},
     413: {"description": "Body larger than the configured cap."},
+    415: {"description": "Form-encoded body from a source other than GitHub."},
+    431: {"description": "Request headers larger than the configured cap."},
     503: {"description": "Inbox unavailable; retry later."},
 }
 
@@ -145,6 +191,16 @@ def create_app(settings: ReceiverSettings, postgres: PostgresResource) -> FastAP
     # Each writer lane holds a connection; keep one free for /healthz and start-up DDL.
     lanes = max(1, min(settings.pool_size, postgres.max_size - 1))
     writer = InboxWriter(postgres, settings.inbox_schema, workers=lanes)
+    conflicts = {"count": 0}
+    same_payload = (
+        sql.SQL("SELECT payload = %s::jsonb FROM {} WHERE source = %s AND delivery_id = %s")
+        .format(inbox_table(settings.inbox_schema))
+        .as_string(None)
+    )
+
+    def repeated_with_other_body(row: InboxRow) -> bool:
+        stored = postgres.fetch_all(same_payload, (row.payload_json, row.source, row.delivery_id))
+        return bool(stored) and not stored[0][0]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -164,6 +220,7 @@ def create_app(settings: ReceiverSettings, postgres: PostgresResource) -> FastAP
         description="Verifies webhook signatures and stores deliveries in an inbox table.",
         lifespan=lifespan,
     )
+    app.add_middleware(HeaderLimitMiddleware, limit=settings.max_header_bytes)
     source_names = sorted(settings.sources)
 
     @app.get("/healthz", summary="Liveness and database reachability")
@@ -174,6 +231,12 @@ def create_app(settings: ReceiverSettings, postgres: PostgresResource) -> FastAP
             {"status": "ok" if health.ok else "degraded", "postgres": health.ok},
             status_code=status,
         )
+
+    @app.get("/stats", summary="Counters since this process started")
+    async def stats() -> dict[str, int]:
+        # Repeated delivery ids whose body differed from the stored (first) one: kept out,
+        # but a sender that reuses ids for different events is worth knowing about.
+        return {"conflicting_redeliveries": conflicts["count"]}
 
     @app.post(
         "/webhooks/{source}",
@@ -205,6 +268,13 @@ def create_app(settings: ReceiverSettings, postgres: PostgresResource) -> FastAP
             return _error(400, str(exc))
         except StorageUnavailableError:
             return _error(503, "inbox unavailable, retry later", **{"Retry-After": "5"})
+        if not new and await run_in_threadpool(repeated_with_other_body, row):
+            conflicts["count"] += 1
+            log.warning(
+                "source %s: delivery %r repeated with a different body; the first is kept",
+                source,
+                row.delivery_id,
+            )
         return JSONResponse(
             {"delivery_id": row.delivery_id, "status": "accepted" if new else "duplicate"},
             status_code=202 if new else 200,

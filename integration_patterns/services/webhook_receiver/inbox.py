@@ -5,6 +5,11 @@ duplicate. Each row also records the id of the transaction that inserted it (``t
 routing sensor reads only rows whose transaction is older than every transaction still
 running, so a row that commits late can never fall behind the sensor's cursor (a bigserial
 alone cannot promise that: ids are taken at insert time, not at commit time).
+
+For schemes whose delivery id is not signed (GitHub's ``X-GitHub-Delivery``), a captured
+body could be replayed under a fresh id; those rows also carry ``body_digest`` (SHA-256 of
+the raw body), unique per source, so the replay is a duplicate too. Other schemes leave it
+NULL (a signed id is the sender's own idempotency key; equal bodies may be distinct events).
 """
 
 from __future__ import annotations
@@ -35,14 +40,19 @@ CREATE TABLE IF NOT EXISTS {table} (
     CONSTRAINT webhook_inbox_delivery UNIQUE (source, delivery_id)
 );
 CREATE INDEX IF NOT EXISTS webhook_inbox_txid ON {table} (txid, id);
+-- Added after the first release: tables created before it gain the column here.
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS body_digest text;
+CREATE UNIQUE INDEX IF NOT EXISTS webhook_inbox_body_digest
+    ON {table} (source, body_digest) WHERE body_digest IS NOT NULL;
 """
 
 _INSERT = """
-INSERT INTO {table} (source, delivery_id, event_type, payload, headers)
-SELECT r.source, r.delivery_id, r.event_type, r.payload, r.headers
+INSERT INTO {table} (source, delivery_id, event_type, payload, headers, body_digest)
+SELECT r.source, r.delivery_id, r.event_type, r.payload, r.headers, r.body_digest
 FROM jsonb_to_recordset(%s::jsonb)
-    AS r(source text, delivery_id text, event_type text, payload jsonb, headers jsonb)
-ON CONFLICT (source, delivery_id) DO NOTHING
+    AS r(source text, delivery_id text, event_type text, payload jsonb, headers jsonb,
+         body_digest text)
+ON CONFLICT DO NOTHING
 RETURNING source, delivery_id
 """
 
@@ -56,6 +66,8 @@ class InboxRow:
     event_type: str | None
     payload_json: str = field(repr=False)
     headers: dict[str, str] = field(default_factory=dict)
+    body_digest: str | None = None
+    """SHA-256 hex of the raw body, set only when the delivery id is unsigned."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -92,7 +104,8 @@ def insert_rows(
 
     One statement is one transaction: on an autocommit connection it is committed when this
     returns (one round trip for the whole batch); otherwise the caller's transaction holds
-    it. Rows whose key is already stored (or repeated earlier in ``rows``) are skipped.
+    it. Rows whose key (or, where set, body digest) is already stored, or repeated earlier
+    in ``rows``, are skipped.
     """
     # One JSON document for the whole batch: a single text parameter is the cheapest thing
     # psycopg can send (text arrays are escaped element by element in Python), and the raw
@@ -100,7 +113,7 @@ def insert_rows(
     batch = ",".join(
         f'{{"source":{json.dumps(r.source)},"delivery_id":{json.dumps(r.delivery_id)},'
         f'"event_type":{json.dumps(r.event_type)},"headers":{json.dumps(r.headers)},'
-        f'"payload":{r.payload_json}}}'
+        f'"body_digest":{json.dumps(r.body_digest)},"payload":{r.payload_json}}}'
         for r in rows
     )
     cur = conn.execute(_insert_query(schema), (f"[{batch}]",))

@@ -6,16 +6,28 @@ the value that points at the local services (``make`` copies it to ``.env``).
 """
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.mongo import MongoResource
 from integration_patterns.resources.postgres import PostgresResource
 from integration_patterns.resources.rabbitmq import RabbitMQResource
+from integration_patterns.resources.s3 import S3ParquetIOManager
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    """The shared resources, keyed by the parameter names assets and ops use."""
+    """The shared resources, keyed by the parameter names assets and ops use.
+
+    Asset outputs go to S3 (``io_manager``), so any process that runs a step (a Celery
+    worker, a re-execution) reads its inputs from where the previous step wrote them.
+    """
+    s3 = S3Resource(
+        endpoint_url=dg.EnvVar("AWS_ENDPOINT_URL_S3"),
+        region_name=dg.EnvVar("AWS_REGION"),
+        aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
+    )
     return dg.Definitions(
         resources={
             "postgres": PostgresResource(
@@ -36,6 +48,10 @@ def resources() -> dg.Definitions:
                 port=dg.EnvVar.int("RABBITMQ_PORT"),
                 username=dg.EnvVar("RABBITMQ_USER"),
                 password=dg.EnvVar("RABBITMQ_PASSWORD"),
+            ),
+            "s3": s3,
+            "io_manager": S3ParquetIOManager(
+                s3_resource=s3, s3_bucket=dg.EnvVar("S3_BUCKET"), s3_prefix=dg.EnvVar("S3_PREFIX")
             ),
         }
     )

@@ -4,11 +4,13 @@ Usage: ``python -m integration_patterns.devstack.services up|status|down [servic
 
 Every step is idempotent: what is installed is reused, what already answers is left alone.
 PostgreSQL 15 and RabbitMQ come from apt; Kafka (KRaft, one node) and the MongoDB-wire server
-(mongo-java-server, H2 file) run from Maven Central jars with Java 17. Downloads and data live
+(mongo-java-server, H2 file) run from Maven Central jars with Java 17; the S3 gateway
+(versitygw) is built once with ``go install`` from the Go module proxy. Downloads and data live
 in ``DEVSTACK_HOME`` (default ``<project>/.devstack``, git-ignored). When a service does not
 come up, the command fails naming it and showing the tail of its log.
 
-Stdlib only, so it runs before the project's Python dependencies are installed.
+Stdlib only at import, so it runs before the project's Python dependencies are installed
+(creating the S3 bucket imports boto3, which ``uv run`` provides).
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ KAFKA_PORT = int(os.environ.get("KAFKA_PORT", "9092"))
 KAFKA_CONTROLLER_PORT = KAFKA_PORT + 1
 MONGO_PORT = int(os.environ.get("MONGO_PORT", "27017"))
 PARTNER_API_PORT = int(os.environ.get("PARTNER_API_PORT", "8765"))
+S3_PORT = int(os.environ.get("S3_PORT", "7070"))
+S3_BUCKET = os.environ.get("S3_BUCKET", "integration-patterns")
+S3_ACCESS_KEY = os.environ.get("AWS_ACCESS_KEY_ID", "devstack-access")
+S3_SECRET_KEY = os.environ.get("AWS_SECRET_ACCESS_KEY", "devstack-secret-key")
+S3_REGION = os.environ.get("AWS_REGION", "us-east-1")
+# versitygw, an Apache-2.0 S3 gateway onto a POSIX directory, built from the Go module proxy.
+VERSITYGW = "github.com/versity/versitygw/cmd/versitygw@v1.7.0"
 
 
 class ServiceError(RuntimeError):
@@ -142,7 +151,9 @@ def maven_libs(name: str) -> Path:
     return target
 
 
-def start_process(name: str, cmd: list[str], logfile: Path) -> subprocess.Popen:
+def start_process(
+    name: str, cmd: list[str], logfile: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start a long-running process in its own session, remembering its pid."""
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with logfile.open("ab") as out:
@@ -153,16 +164,22 @@ def start_process(name: str, cmd: list[str], logfile: Path) -> subprocess.Popen:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             cwd=HOME,
+            env={**os.environ, **(env or {})},
         )
     (HOME / f"{name}.pid").write_text(str(proc.pid))
     return proc
 
 
 def start_and_wait(
-    name: str, cmd: list[str], logfile: Path, ready: Callable[[], bool], timeout: float
+    name: str,
+    cmd: list[str],
+    logfile: Path,
+    ready: Callable[[], bool],
+    timeout: float,
+    env: dict[str, str] | None = None,
 ) -> None:
     """Start a process and wait until it is ready; never leave a half-started one behind."""
-    proc = start_process(name, cmd, logfile)
+    proc = start_process(name, cmd, logfile, env)
     try:
         # poll() also reaps the child, which a signal-0 probe of a zombie would not notice.
         wait_until(name, ready, timeout, logfile, exited=lambda: proc.poll() is not None)
@@ -496,6 +513,99 @@ def partner_api_down() -> None:
     stop_process("partner-api", timeout=10)
 
 
+# --- S3-compatible object storage (versitygw) ---------------------------------------------
+
+S3_LOG = HOME / "s3" / "versitygw.log"
+
+
+def _s3_ready() -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{S3_PORT}/health", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def versitygw_binary() -> Path:
+    """``go install`` the pinned versitygw once into HOME/bin (Go's module cache persists)."""
+    binary = HOME / "bin" / "versitygw"
+    stamp = HOME / "bin" / ".versitygw-version"
+    if binary.exists() and stamp.exists() and stamp.read_text() == VERSITYGW:
+        return binary
+    if shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists():
+        apt_install("golang-go")
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    log(f"go install {VERSITYGW} (a few minutes the first time)")
+    started = time.monotonic()
+    run([go, "install", VERSITYGW], env={"GOBIN": str(HOME / "bin"), "CGO_ENABLED": "0"})
+    stamp.write_text(VERSITYGW)
+    log(f"versitygw built in {time.monotonic() - started:.0f}s")
+    return binary
+
+
+def _create_bucket() -> None:
+    """Create the project's bucket through the S3 API itself (boto3, from dagster-aws)."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://{HOST}:{S3_PORT}",
+        region_name=S3_REGION,
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+    )
+    try:
+        client.create_bucket(Bucket=S3_BUCKET)
+        log(f"created bucket {S3_BUCKET}")
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise ServiceError(f"could not create bucket {S3_BUCKET}: {exc}") from exc
+
+
+def s3_up() -> None:
+    """Serve HOME/s3/root over S3 on loopback (metadata in sidecar files) and make the bucket.
+
+    ``--sidecar`` keeps object metadata in files, so it works on filesystems without user
+    xattrs; the root key pair checks every request's SigV4 signature, as AWS does.
+    """
+    if not _s3_ready():
+        binary = versitygw_binary()
+        root, meta = HOME / "s3" / "root", HOME / "s3" / "meta"
+        root.mkdir(parents=True, exist_ok=True)
+        meta.mkdir(parents=True, exist_ok=True)
+        log("starting versitygw (S3)")
+        start_and_wait(
+            "s3",
+            [
+                str(binary),
+                "--port",
+                f"{HOST}:{S3_PORT}",
+                "--region",
+                S3_REGION,
+                "--health",
+                "/health",
+                "--quiet",
+                "posix",
+                "--sidecar",
+                str(meta),
+                str(root),
+            ],
+            S3_LOG,
+            _s3_ready,
+            60,
+            env={"ROOT_ACCESS_KEY": S3_ACCESS_KEY, "ROOT_SECRET_KEY": S3_SECRET_KEY},
+        )
+    _create_bucket()
+
+
+def s3_down() -> None:
+    """Stop the gateway; the objects stay on disk under HOME/s3/root."""
+    stop_process("s3", timeout=10)
+
+
 SERVICES = {
     s.name: s
     for s in (
@@ -508,6 +618,7 @@ SERVICES = {
         Service(
             "partner-api", PARTNER_API_PORT, partner_api_up, _partner_api_ready, partner_api_down
         ),
+        Service("s3", S3_PORT, s3_up, _s3_ready, s3_down),
     )
 }
 

@@ -1,9 +1,10 @@
-"""``make demo``'s webhook section: signed events in, one routed run per event out.
+"""``make demo``'s webhook section: signed events in, one run per route per batch out.
 
 Sends one signed event of each routed type (plus an unknown type, a duplicate and a forged
 delivery) to a running receiver, evaluates the routing sensor as the daemon would, and
-executes the runs it requests in the given instance, skipping run keys the instance already
-has, as the daemon does. The receiver's sources and secrets come from the same environment
+executes the batch runs it requests in the given instance, skipping run keys the instance
+already has, as the daemon does; then shows each event's outcome from the inbox. The
+receiver's sources and secrets come from the same environment
 variables the receiver reads (``WEBHOOK_SOURCES``, ``WEBHOOK_SECRET_<NAME>``).
 
 Standalone: ``python -m integration_patterns.devstack.demo_webhooks`` starts a receiver on a
@@ -20,7 +21,7 @@ import dagster as dg
 import httpx
 from psycopg import sql
 
-from integration_patterns.defs.webhooks.routing import webhook_inbox_router
+from integration_patterns.defs.webhooks.routing import RouterCursor, webhook_inbox_router
 from integration_patterns.defs.webhooks.store import WebhookStore
 from integration_patterns.devstack.webhook_fixtures import (
     running_receiver,
@@ -49,11 +50,11 @@ def _inbox_position(postgres: PostgresResource, store: WebhookStore) -> str | No
                 store.inbox
             )
         ).fetchone()
-    return None if row is None else f'{{"txid": {row[0]}, "id": {row[1]}}}'
+    return None if row is None else RouterCursor(mark=(row[0], row[1])).dump()
 
 
 def _send(receiver_url: str, lines: list[str]) -> set[str]:
-    """POST the sample deliveries; return the run keys that should be routed."""
+    """POST the sample deliveries; return the delivery ids that should be routed."""
     settings = settings_from_env()
     if not settings.sources:
         raise RuntimeError("WEBHOOK_SOURCES is empty: configure the receiver's sources first")
@@ -72,7 +73,7 @@ def _send(receiver_url: str, lines: list[str]) -> set[str]:
                 f"{response.status_code} {response.json()}"
             )
             if response.status_code == 202:
-                expected.add(f"{source.name}:{payload['id']}")
+                expected.add(payload["id"])
             if n == 0:
                 again = client.post(f"/webhooks/{source.name}", content=body, headers=headers)
                 lines.append(f"  same delivery again                -> {again.status_code}")
@@ -98,8 +99,8 @@ def run_demo(instance: dg.DagsterInstance, receiver_url: str) -> str:
         cursor = _inbox_position(resources.postgres, resources.webhook_store)
         expected = _send(receiver_url, lines)
         requests: list[dg.RunRequest] = []
-        deadline = time.monotonic() + 15
-        while not expected <= {r.run_key for r in requests} and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while _batched(requests) < len(expected) and time.monotonic() < deadline:
             with dg.build_sensor_context(
                 instance=instance,
                 cursor=cursor,
@@ -109,9 +110,11 @@ def run_demo(instance: dg.DagsterInstance, receiver_url: str) -> str:
             if isinstance(result, dg.SensorResult):
                 requests += result.run_requests or []
                 cursor = result.cursor
-            else:
-                time.sleep(0.5)
-    lines.append(f"  sensor webhook_inbox_router requested {len(requests)} run(s)")
+            time.sleep(0.5)
+    lines.append(
+        f"  sensor webhook_inbox_router requested {len(requests)} batch run(s) "
+        f"for {_batched(requests)} event(s)"
+    )
     for request in requests:
         run_key = request.run_key or ""
         seen = dg.RunsFilter(
@@ -131,22 +134,36 @@ def run_demo(instance: dg.DagsterInstance, receiver_url: str) -> str:
             },
             raise_on_error=False,
         )
-        detail = ""
+        counts = ""
         for event in result.get_asset_materialization_events():
-            metadata = event.step_materialization_data.materialization.metadata
-            detail = f"{metadata['entity_id'].value if 'entity_id' in metadata else ''} " + str(
-                metadata["action"].value
+            meta = event.step_materialization_data.materialization.metadata
+            counts = ", ".join(
+                f"{meta[k].value} {k}" for k in ("processed", "failed", "unrouted") if k in meta
             )
-        checks = [
-            f"check {c.check_name} {'passed' if c.passed else 'FLAGGED'}"
-            for c in result.get_asset_check_evaluations()
-        ]
         lines.append(
-            f"  run {result.run_id[:8]} {job_name:<21} {run_key:<28} "
-            f"{'success' if result.success else 'FAILED'}: {detail.strip()}"
-            + (f" ({', '.join(checks)})" if checks else "")
+            f"  run {result.run_id[:8]} {job_name:<24} {run_key:<22} "
+            f"{'success' if result.success else 'FAILED'}: {counts}"
         )
+    with (
+        dg.build_resources({"postgres": postgres, "webhook_store": store}) as resources,
+        resources.postgres.get_connection() as conn,
+    ):
+        outcomes = conn.execute(
+            sql.SQL(
+                "SELECT delivery_id, event_type, status, route, coalesce(reason, '') FROM {} "
+                "WHERE delivery_id = ANY(%s) ORDER BY id"
+            ).format(resources.webhook_store.inbox),
+            (sorted(expected),),
+        ).fetchall()
+    for delivery_id, event_type, status, route, reason in outcomes:
+        lines.append(f"  {delivery_id:<20} {event_type:<17} -> {route:<8} {status} {reason}")
     return "\n".join(lines)
+
+
+def _batched(requests: list[dg.RunRequest]) -> int:
+    return sum(
+        len(op["config"]["inbox_ids"]) for r in requests for op in r.run_config["ops"].values()
+    )
 
 
 def main() -> int:

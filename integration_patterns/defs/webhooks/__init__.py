@@ -1,1 +1,1 @@
-"""Webhooks: the receiver's inbox -> a routing sensor -> one run per event -> upserted entities."""
+"""Webhooks: the receiver's inbox -> a routing sensor -> one run per route per batch -> entities."""

@@ -1,278 +1,316 @@
-"""Event processors: one asset (and one job) per routed event type.
+"""Processors: what each route extracts from an event, and the table it keeps current.
 
-Each run handles exactly one inbox event, given in its run config by the routing sensor,
-and upserts the entity it describes. Upserts are idempotent (re-running an event writes the
-same row) and order-safe: a row is only overwritten by an event that arrived later
-(``last_inbox_id``), so a redelivered old event cannot undo a newer one. Events of any other
-type are archived, and an asset check flags them for a human.
-
-No ``from __future__ import annotations`` here: Dagster reads the ``config`` annotations
-at decoration time and cannot resolve them from strings.
+A processor is data: its entity table, key and typed columns (from which the table's DDL
+and the set-based upsert are derived), and a ``parse`` function that turns one event's
+payload into one row or raises ``MalformedEventError`` with a reason. Parsers accept the
+providers' real payload shapes (Stripe's ``data.object``, GitHub's ``repository`` and
+``pull_request``/``issue``) and the pattern's first specification (``data.order`` with
+``id``, ``customer_id``, ``total``, ``items``; flat ``data`` for the others), and check the
+shape they need: an event routed here by an unsigned header it does not match fails alone.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import dagster as dg
-from psycopg import sql
-from psycopg.types.json import Jsonb
-from pydantic import Field
-
-from integration_patterns.defs.webhooks.store import WebhookStore
-from integration_patterns.resources.postgres import PostgresResource
-
-
-class WebhookEvent(dg.Config):
-    """One inbox event, as the routing sensor puts it in the run config."""
-
-    inbox_id: int = Field(description="webhook_inbox.id of the event.")
-    source: str = Field(description="Configured source that sent it.")
-    delivery_id: str = Field(description="Sender's delivery id (unique per source).")
-    event_type: str = Field(default="", description="Event type ('' when the sender gave none).")
-    received_at: str = Field(default="", description="When the receiver stored it (ISO 8601).")
-    payload: dict[str, Any] = Field(description="The event body as received.")
+# Stripe amounts are integers in the currency's minor unit, except for these currencies.
+_ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+_MAX_AMOUNT = Decimal("1e16")
+MAX_REASON = 300
 
 
 class MalformedEventError(ValueError):
-    """The event lacks a field its processor needs; it stays in the inbox for a fix and rerun."""
+    """The payload lacks what its processor needs; the event is marked failed with this."""
 
 
-def entity_of(payload: dict[str, Any]) -> dict[str, Any]:
-    """The entity an event describes: Stripe's ``data.object``, else ``data``, else the body."""
-    data = payload.get("data")
-    if isinstance(data, dict):
-        inner = data.get("object")
-        return inner if isinstance(inner, dict) else data
-    return payload
+Row = dict[str, Any]
 
 
-def _required(entity: dict[str, Any], event: WebhookEvent, *names: str) -> str:
+@dataclass(frozen=True)
+class Processor:
+    """One route's processor: entity table, key, typed columns and payload parser."""
+
+    name: str
+    table: str
+    key: tuple[str, ...]
+    columns: Mapping[str, str]  # column -> PostgreSQL type, key columns included
+    parse: Callable[[str, Mapping[str, Any]], Row]  # (event type, payload) -> row
+    description: str
+
+
+def _obj(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise MalformedEventError(f"payload has no {what} object")
+    return value
+
+
+def _id(entity: Mapping[str, Any], *names: str, what: str = "") -> str:
     for name in names:
         value = entity.get(name)
         if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
             return str(value).strip()
-    raise MalformedEventError(
-        f"{event.event_type} event {event.source}:{event.delivery_id} has no {' or '.join(names)}"
-    )
+    raise MalformedEventError(f"payload has no {what}{' or '.join(names)}")
 
 
-def _amount(entity: dict[str, Any], event: WebhookEvent) -> Decimal | None:
-    value = entity.get("amount", entity.get("total"))
-    if value is None:
-        return None
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise MalformedEventError(
-            f"event {event.source}:{event.delivery_id} has a non-numeric amount"
-        ) from None
-    if not amount.is_finite() or abs(amount) >= Decimal("1e16"):
-        raise MalformedEventError(f"event {event.source}:{event.delivery_id} amount out of range")
-    return amount
+def _number(entity: Mapping[str, Any], what: str) -> int:
+    value = entity.get("number")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise MalformedEventError(f"payload has no valid {what} number")
+    return value
 
 
-def _text(entity: dict[str, Any], name: str) -> str | None:
+def _text(entity: Mapping[str, Any], name: str) -> str | None:
     value = entity.get(name)
     return None if value is None else str(value)
 
 
-_UPSERT = """
-INSERT INTO {table} ({columns}, source, delivery_id, last_inbox_id, updated_at)
-VALUES ({values}, %(source)s, %(delivery_id)s, %(inbox_id)s, now())
-ON CONFLICT ({key}) DO UPDATE SET {updates}, source = EXCLUDED.source,
-    delivery_id = EXCLUDED.delivery_id, last_inbox_id = EXCLUDED.last_inbox_id,
-    updated_at = now()
-WHERE {table}.last_inbox_id <= EXCLUDED.last_inbox_id
-RETURNING (xmax = 0) AS inserted
-"""
+def _decimal(value: Any, what: str) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise MalformedEventError(f"{what} is not a number")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise MalformedEventError(f"{what} is not a number") from None
+    if not amount.is_finite() or abs(amount) >= _MAX_AMOUNT:
+        raise MalformedEventError(f"{what} is out of range")
+    return amount
 
 
-def upsert_entity(
-    postgres: PostgresResource,
-    store: WebhookStore,
-    table: str,
-    key: str,
-    row: dict[str, Any],
-    event: WebhookEvent,
-) -> str:
-    """Upsert ``row`` keyed by ``key``; return 'inserted', 'updated' or 'skipped (older)'."""
-    columns = list(row)
-    query = sql.SQL(_UPSERT).format(
-        table=store.table(table),
-        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        values=sql.SQL(", ").join(sql.Placeholder(c) for c in columns),
-        key=sql.Identifier(key),
-        updates=sql.SQL(", ").join(
-            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in columns if c != key
-        ),
-    )
-    params = row | {
-        "source": event.source,
-        "delivery_id": event.delivery_id,
-        "inbox_id": event.inbox_id,
-    }
-    with postgres.get_connection() as conn:
-        store.ensure_entity_tables(conn)
-        result = conn.execute(query, params).fetchone()
-    if result is None:
-        return "skipped (older)"
-    return "inserted" if result[0] else "updated"
+def _minor_units(value: Any, currency: str | None, what: str) -> Decimal | None:
+    amount = _decimal(value, what)
+    if amount is None or (currency or "").lower() in _ZERO_DECIMAL:
+        return amount
+    return amount / 100
 
 
-def _result(event: WebhookEvent, key: str, action: str) -> dg.MaterializeResult:
-    return dg.MaterializeResult(
-        metadata={
-            "source": event.source,
-            "delivery_id": event.delivery_id,
-            "event_type": event.event_type,
-            "entity_id": key,
-            "action": action,
-        }
-    )
+def _stripe_object(payload: Mapping[str, Any], kinds: tuple[str, ...]) -> Mapping[str, Any] | None:
+    """Stripe's ``data.object`` if the payload is a Stripe event; its kind must be one of ours."""
+    data = payload.get("data")
+    if not isinstance(data, Mapping) or "object" not in data:
+        return None
+    obj = _obj(data["object"], "data.object")
+    kind = obj.get("object")
+    if kind not in kinds:
+        raise MalformedEventError(f"data.object is a {kind!r}, expected one of {', '.join(kinds)}")
+    return obj
 
 
-@dg.asset(group_name="webhooks", kinds={"postgres"}, pool="postgres")
-def webhook_orders(
-    context: dg.AssetExecutionContext,
-    config: WebhookEvent,
-    postgres: PostgresResource,
-    webhook_store: WebhookStore,
-) -> dg.MaterializeResult:
-    """Orders created through webhooks (``order.created``), one row per order."""
-    entity = entity_of(config.payload)
-    order_id = _required(entity, config, "order_id", "id")
-    row = {
-        "order_id": order_id,
+def _spec_entity(payload: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """The first specification's entity: ``data.<name>`` if present, else ``data``."""
+    data = _obj(payload.get("data"), "data")
+    inner = data.get(name)
+    return _obj(inner, f"data.{name}") if inner is not None else data
+
+
+def parse_order(event_type: str, payload: Mapping[str, Any]) -> Row:
+    """``order.created``: ``data.order`` {id, customer_id, total, items} or flat ``data``."""
+    entity = _spec_entity(payload, "order")
+    items = entity.get("items")
+    if items is not None and not isinstance(items, list):
+        raise MalformedEventError("order items is not a list")
+    return {
+        "order_id": _id(entity, "order_id", "id", what="order "),
         "customer_id": _text(entity, "customer_id"),
-        "amount": _amount(entity, config),
+        "amount": _decimal(entity.get("total", entity.get("amount")), "order total"),
         "currency": _text(entity, "currency"),
-        "status": _text(entity, "status"),
+        "status": _text(entity, "status") or "created",
+        "items": items,
     }
-    action = upsert_entity(postgres, webhook_store, "webhook_orders", "order_id", row, config)
-    context.log.info(f"order {order_id} {action} from {config.source}:{config.delivery_id}")
-    return _result(config, order_id, action)
 
 
-@dg.asset(group_name="webhooks", kinds={"postgres"}, pool="postgres")
-def webhook_payments(
-    context: dg.AssetExecutionContext,
-    config: WebhookEvent,
-    postgres: PostgresResource,
-    webhook_store: WebhookStore,
-) -> dg.MaterializeResult:
-    """Payments received through webhooks (``payment.received``), one row per payment."""
-    entity = entity_of(config.payload)
-    payment_id = _required(entity, config, "payment_id", "id")
-    row = {
-        "payment_id": payment_id,
-        "order_id": _text(entity, "order_id"),
-        "amount": _amount(entity, config),
-        "currency": _text(entity, "currency"),
-        "status": _text(entity, "status"),
+def parse_payment(event_type: str, payload: Mapping[str, Any]) -> Row:
+    """Stripe payment intents, refunded charges and paid invoices, or ``payment.received``."""
+    obj = _stripe_object(payload, ("payment_intent", "charge", "invoice"))
+    if obj is None:
+        entity = _spec_entity(payload, "payment")
+        return {
+            "payment_id": _id(entity, "payment_id", "id", what="payment "),
+            "order_id": _text(entity, "order_id"),
+            "amount": _decimal(entity.get("amount"), "payment amount"),
+            "currency": _text(entity, "currency"),
+            "status": _text(entity, "status") or "received",
+        }
+    currency = _text(obj, "currency")
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    kind = obj["object"]
+    if kind == "charge":  # a refund updates the payment the charge belongs to
+        return {
+            "payment_id": _id(obj, "payment_intent", "id", what="charge "),
+            "order_id": _text(metadata, "order_id"),
+            "amount": _minor_units(obj.get("amount"), currency, "charge amount"),
+            "currency": currency,
+            "status": "refunded" if obj.get("refunded") else "partially_refunded",
+        }
+    amount = obj.get("amount_paid") if kind == "invoice" else obj.get("amount")
+    return {
+        "payment_id": _id(obj, "id", what=f"{kind} "),
+        "order_id": _text(metadata, "order_id"),
+        "amount": _minor_units(amount, currency, f"{kind} amount"),
+        "currency": currency,
+        "status": _text(obj, "status"),
     }
-    action = upsert_entity(postgres, webhook_store, "webhook_payments", "payment_id", row, config)
-    context.log.info(f"payment {payment_id} {action} from {config.source}:{config.delivery_id}")
-    return _result(config, payment_id, action)
 
 
-@dg.asset(group_name="webhooks", kinds={"postgres"}, pool="postgres")
-def webhook_users(
-    context: dg.AssetExecutionContext,
-    config: WebhookEvent,
-    postgres: PostgresResource,
-    webhook_store: WebhookStore,
-) -> dg.MaterializeResult:
-    """Users updated through webhooks (``user.updated``), latest state per user."""
-    entity = entity_of(config.payload)
-    user_id = _required(entity, config, "user_id", "id")
-    row = {
-        "user_id": user_id,
+def parse_user(event_type: str, payload: Mapping[str, Any]) -> Row:
+    """Stripe customers, or ``user.updated`` (``data.user`` or flat ``data``)."""
+    obj = _stripe_object(payload, ("customer",))
+    entity = obj if obj is not None else _spec_entity(payload, "user")
+    return {
+        "user_id": _id(entity, "user_id", "id", what="user "),
         "email": _text(entity, "email"),
         "name": _text(entity, "name"),
-        "attributes": Jsonb(entity),
+        "attributes": dict(entity),
     }
-    action = upsert_entity(postgres, webhook_store, "webhook_users", "user_id", row, config)
-    context.log.info(f"user {user_id} {action} from {config.source}:{config.delivery_id}")
-    return _result(config, user_id, action)
 
 
-@dg.asset(
-    group_name="webhooks",
-    kinds={"postgres"},
-    pool="postgres",
-    check_specs=[
-        dg.AssetCheckSpec(
-            "no_unknown_event",
-            asset="webhook_unknown_events",
-            description="Warns when an event type no processor handles was received.",
-        )
-    ],
-)
-def webhook_unknown_events(
-    context: dg.AssetExecutionContext,
-    config: WebhookEvent,
-    postgres: PostgresResource,
-    webhook_store: WebhookStore,
-) -> dg.MaterializeResult:
-    """Events of types no processor handles, archived for review instead of dropped."""
-    query = sql.SQL(
-        "INSERT INTO {table} (source, delivery_id, event_type, payload, inbox_id) "
-        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (source, delivery_id) DO NOTHING"
-    ).format(table=webhook_store.table("webhook_unknown_events"))
-    with postgres.get_connection() as conn:
-        webhook_store.ensure_entity_tables(conn)
-        cur = conn.execute(
-            query,
-            (
-                config.source,
-                config.delivery_id,
-                config.event_type or None,
-                Jsonb(config.payload),
-                config.inbox_id,
-            ),
-        )
-        archived = cur.rowcount == 1
-    event_type = config.event_type or "(none)"
-    context.log.warning(
-        f"unknown event type {event_type!r} from {config.source}:{config.delivery_id} archived"
+def _repository(payload: Mapping[str, Any]) -> str:
+    return _id(_obj(payload.get("repository"), "repository"), "full_name", what="repository ")
+
+
+def _login(value: Any) -> str | None:
+    return _text(value, "login") if isinstance(value, Mapping) else None
+
+
+def parse_push(event_type: str, payload: Mapping[str, Any]) -> Row:
+    """GitHub ``push``: the branch's new head."""
+    commits = payload.get("commits")
+    pusher = payload.get("pusher")
+    return {
+        "repository": _repository(payload),
+        "ref": _id(payload, "ref", what="push "),
+        "head_sha": _id(payload, "after", what="push "),
+        "pusher": _text(pusher, "name") if isinstance(pusher, Mapping) else None,
+        "commit_count": len(commits) if isinstance(commits, list) else 0,
+        "forced": bool(payload.get("forced")),
+    }
+
+
+def parse_pull_request(event_type: str, payload: Mapping[str, Any]) -> Row:
+    """GitHub ``pull_request``: the pull request's latest state."""
+    pr = _obj(payload.get("pull_request"), "pull_request")
+    head = pr.get("head")
+    return {
+        "repository": _repository(payload),
+        "number": _number(pr, "pull_request"),
+        "action": _text(payload, "action"),
+        "title": _text(pr, "title"),
+        "state": _text(pr, "state"),
+        "merged": bool(pr.get("merged")),
+        "head_sha": _text(head, "sha") if isinstance(head, Mapping) else None,
+        "author": _login(pr.get("user")),
+    }
+
+
+def parse_issue(event_type: str, payload: Mapping[str, Any]) -> Row:
+    """GitHub ``issues``: the issue's latest state."""
+    issue = _obj(payload.get("issue"), "issue")
+    return {
+        "repository": _repository(payload),
+        "number": _number(issue, "issue"),
+        "action": _text(payload, "action"),
+        "title": _text(issue, "title"),
+        "state": _text(issue, "state"),
+        "author": _login(issue.get("user")),
+    }
+
+
+PROCESSORS: dict[str, Processor] = {
+    p.name: p
+    for p in (
+        Processor(
+            "orders",
+            "webhook_orders",
+            ("order_id",),
+            {
+                "order_id": "text",
+                "customer_id": "text",
+                "amount": "numeric(18, 2)",
+                "currency": "text",
+                "status": "text",
+                "items": "jsonb",
+            },
+            parse_order,
+            "Orders from order events, latest state per order.",
+        ),
+        Processor(
+            "payments",
+            "webhook_payments",
+            ("payment_id",),
+            {
+                "payment_id": "text",
+                "order_id": "text",
+                "amount": "numeric(18, 2)",
+                "currency": "text",
+                "status": "text",
+            },
+            parse_payment,
+            "Payments (payment.received, Stripe payment intents, refunds, paid invoices).",
+        ),
+        Processor(
+            "users",
+            "webhook_users",
+            ("user_id",),
+            {"user_id": "text", "email": "text", "name": "text", "attributes": "jsonb"},
+            parse_user,
+            "Users and Stripe customers, latest state per user.",
+        ),
+        Processor(
+            "github_pushes",
+            "webhook_github_pushes",
+            ("repository", "ref"),
+            {
+                "repository": "text",
+                "ref": "text",
+                "head_sha": "text",
+                "pusher": "text",
+                "commit_count": "integer",
+                "forced": "boolean",
+            },
+            parse_push,
+            "Head of every pushed branch, from GitHub push events.",
+        ),
+        Processor(
+            "github_pull_requests",
+            "webhook_github_pull_requests",
+            ("repository", "number"),
+            {
+                "repository": "text",
+                "number": "bigint",
+                "action": "text",
+                "title": "text",
+                "state": "text",
+                "merged": "boolean",
+                "head_sha": "text",
+                "author": "text",
+            },
+            parse_pull_request,
+            "Pull requests' latest state, from GitHub pull_request events.",
+        ),
+        Processor(
+            "github_issues",
+            "webhook_github_issues",
+            ("repository", "number"),
+            {
+                "repository": "text",
+                "number": "bigint",
+                "action": "text",
+                "title": "text",
+                "state": "text",
+                "author": "text",
+            },
+            parse_issue,
+            "Issues' latest state, from GitHub issues events.",
+        ),
     )
-    facts = {"source": config.source, "delivery_id": config.delivery_id, "event_type": event_type}
-    return dg.MaterializeResult(
-        metadata=facts | {"action": "archived" if archived else "already archived"},
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="no_unknown_event",
-                passed=False,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=f"No processor handles event type {event_type!r}.",
-                metadata=facts,
-            )
-        ],
-    )
+}
 
 
-# Each job is one short step: in-process, so a run loads the code location once, not twice.
-webhook_orders_job = dg.define_asset_job(
-    "webhook_orders_job",
-    selection=[webhook_orders],
-    description="Process one order.created event.",
-    executor_def=dg.in_process_executor,
-)
-webhook_payments_job = dg.define_asset_job(
-    "webhook_payments_job",
-    selection=[webhook_payments],
-    description="Process one payment.received event.",
-    executor_def=dg.in_process_executor,
-)
-webhook_users_job = dg.define_asset_job(
-    "webhook_users_job",
-    selection=[webhook_users],
-    description="Process one user.updated event.",
-    executor_def=dg.in_process_executor,
-)
-webhook_unknown_job = dg.define_asset_job(
-    "webhook_unknown_job",
-    selection=[webhook_unknown_events],
-    description="Archive one event of a type no processor handles.",
-    executor_def=dg.in_process_executor,
-)
+def reason_of(exc: Exception) -> str:
+    """A bounded, single-line reason to store with a failed event."""
+    text = f"{exc}" if isinstance(exc, MalformedEventError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:MAX_REASON]

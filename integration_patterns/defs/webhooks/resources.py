@@ -1,11 +1,25 @@
-"""Wires the webhook pattern's store beside the shared ``postgres`` resource."""
+"""Wires the webhook pattern's store beside the shared ``postgres`` resource.
+
+The schema is the receiver's setting (``WEBHOOK_INBOX_SCHEMA``), so both sides always read
+and write the same inbox; the batch limits and routing table are settings too.
+"""
 
 import dagster as dg
 
+from integration_patterns.defs.webhooks.routes import routes_from_env
 from integration_patterns.defs.webhooks.store import WebhookStore
 
 
 @dg.definitions
 def webhook_resources() -> dg.Definitions:
-    """The ``webhook_store`` resource (schema ``public``, 100 run requests per tick)."""
-    return dg.Definitions(resources={"webhook_store": WebhookStore()})
+    """The ``webhook_store`` resource, configured from the environment."""
+    return dg.Definitions(
+        resources={
+            "webhook_store": WebhookStore(
+                schema_name=dg.EnvVar("WEBHOOK_INBOX_SCHEMA"),
+                max_events_per_run=dg.EnvVar.int("WEBHOOK_MAX_EVENTS_PER_RUN"),
+                max_wait_seconds=dg.EnvVar.int("WEBHOOK_MAX_WAIT_SECONDS"),
+                routes=routes_from_env(),
+            )
+        }
+    )

@@ -1,45 +1,44 @@
-"""The inbox sensor: one run per new inbox event, routed to its job by event type.
+"""The inbox sensor: pending events become one run per route per batch.
 
-The cursor is the ``(txid, id)`` of the last row emitted. Rows are read in that order and
+Each tick reads new inbox rows (metadata only, never payloads) in ``(txid, id)`` order, and
 only from transactions older than every transaction still running
 (``pg_snapshot_xmin(pg_current_snapshot())``): such rows can no longer be joined by a row
-that sorts before them, so advancing the cursor past them never skips a late commit. Each
-request's ``run_key`` is ``<source>:<delivery id>``, so even a cursor lost and rebuilt from
-zero would not start an event twice. A tick emits at most ``max_runs_per_tick`` requests and
-the cursor moves only over the rows it emitted.
+that sorts before them, so a late commit is never skipped. Each row is routed by the
+routing table, and each route's rows are cut into batches of ``max_events_per_run``; a
+smaller last batch waits until its oldest event has waited ``max_wait_seconds``.
+
+The cursor keeps a low-water mark (every row up to it was emitted) plus, per route, the
+last row emitted, because a held batch of one route must not hold back the rows of another.
+The ``run_key`` names the batch (``<route>:<first id>-<last id>:<count>``), so a tick
+evaluated twice never launches a batch twice; and should a re-evaluated tick cut a batch
+differently, the processors claim events with ``SKIP LOCKED`` in ``pending`` status, so no
+event is applied twice either. Every ``REPORT_SECONDS`` the tick also reports each route's
+backlog as an observation and check results, without launching a run.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 from psycopg import sql
 
-from integration_patterns.defs.webhooks.processors import (
-    webhook_orders,
-    webhook_orders_job,
-    webhook_payments,
-    webhook_payments_job,
-    webhook_unknown_events,
-    webhook_unknown_job,
-    webhook_users,
-    webhook_users_job,
-)
+from integration_patterns.defs.webhooks.assets import ROUTE_ASSETS, ROUTE_JOBS, job_name
+from integration_patterns.defs.webhooks.backlog import RouteBacklog, backlog, check_evaluations
+from integration_patterns.defs.webhooks.routes import ANY
 from integration_patterns.defs.webhooks.store import WebhookStore
 from integration_patterns.resources.postgres import PostgresResource
 
-# event type -> (job, the asset whose config receives the event)
-ROUTES: dict[str, tuple[str, str]] = {
-    "order.created": (webhook_orders_job.name, webhook_orders.key.path[-1]),
-    "payment.received": (webhook_payments_job.name, webhook_payments.key.path[-1]),
-    "user.updated": (webhook_users_job.name, webhook_users.key.path[-1]),
-}
-UNKNOWN_ROUTE = (webhook_unknown_job.name, webhook_unknown_events.key.path[-1])
+REPORT_SECONDS = 30.0
+SCAN_BATCHES = 10  # a tick reads at most this many batches' worth of rows
 
-_PENDING = """
-SELECT id, txid, source, delivery_id, event_type, payload, received_at
+_NEW_ROWS = """
+SELECT id, txid, source, event_type,
+       CASE WHEN event_type = ANY(%(with_action)s) THEN payload->>'action' END,
+       extract(epoch FROM now() - received_at)::float8
 FROM {inbox}
 WHERE (txid, id) > (%(txid)s, %(id)s)
   AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
@@ -55,74 +54,167 @@ FROM {inbox}
 WHERE (txid, id) > (%(txid)s, %(id)s)
 """
 
-
-def parse_cursor(cursor: str | None) -> tuple[int, int]:
-    """``(txid, id)`` of the last emitted row; ``(0, 0)`` before the first tick."""
-    if not cursor:
-        return (0, 0)
-    state = json.loads(cursor)
-    return (int(state["txid"]), int(state["id"]))
+Position = tuple[int, int]  # (txid, id)
 
 
-def run_request_for(row: tuple[Any, ...]) -> dg.RunRequest:
-    """The run that processes one inbox row."""
-    inbox_id, _txid, source, delivery_id, event_type, payload, received_at = row
-    job_name, asset_name = ROUTES.get(event_type or "", UNKNOWN_ROUTE)
-    event = {
-        "inbox_id": inbox_id,
-        "source": source,
-        "delivery_id": delivery_id,
-        "event_type": event_type or "",
-        "received_at": received_at.isoformat(),
-        "payload": payload,
-    }
-    return dg.RunRequest(
-        run_key=f"{source}:{delivery_id}",
-        job_name=job_name,
-        run_config={"ops": {asset_name: {"config": event}}},
-        tags={"webhook/source": source, "webhook/event_type": event_type or "(none)"},
+@dataclass
+class RouterCursor:
+    """Low-water mark, last position emitted per route, and when backlog was reported."""
+
+    mark: Position = (0, 0)
+    routes: dict[str, Position] = field(default_factory=dict)
+    reported_at: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str | None) -> RouterCursor:
+        """From the stored cursor; an empty one starts at the beginning of the inbox."""
+        if not text:
+            return cls()
+        state = json.loads(text)
+        return cls(
+            mark=(int(state["txid"]), int(state["id"])),
+            routes={r: (int(p[0]), int(p[1])) for r, p in state.get("routes", {}).items()},
+            reported_at=float(state.get("reported_at", 0.0)),
+        )
+
+    def dump(self) -> str:
+        """The cursor text (routes wholly behind the mark are dropped)."""
+        routes = {r: list(p) for r, p in sorted(self.routes.items()) if p > self.mark}
+        state = {"txid": self.mark[0], "id": self.mark[1], "routes": routes}
+        return json.dumps(state | {"reported_at": round(self.reported_at, 1)})
+
+
+@dataclass(frozen=True)
+class InboxEvent:
+    """What routing reads of one row."""
+
+    inbox_id: int
+    txid: int
+    route: str
+    age_seconds: float
+
+    @property
+    def position(self) -> Position:
+        """Where the row sorts in the inbox's ``(txid, id)`` order."""
+        return (self.txid, self.inbox_id)
+
+
+def _action_types(store: WebhookStore) -> list[str]:
+    """Event types whose route depends on the body's ``action`` (only those read the body)."""
+    return sorted(
+        {
+            key.rsplit(".", 1)[0]
+            for table in store.routes.values()
+            for key in table
+            if key != ANY and "." in key
+        }
     )
 
 
+def plan_batches(
+    events: list[InboxEvent], cursor: RouterCursor, store: WebhookStore
+) -> tuple[list[tuple[str, list[InboxEvent]]], RouterCursor]:
+    """Cut the scanned events into due batches; the cursor after emitting them."""
+    by_route: dict[str, list[InboxEvent]] = {}
+    for event in events:
+        if event.position > cursor.routes.get(event.route, cursor.mark):
+            by_route.setdefault(event.route, []).append(event)
+    size = max(1, store.max_events_per_run)
+    due: list[tuple[str, list[InboxEvent]]] = []
+    held: list[Position] = []
+    routes = dict(cursor.routes)
+    for route, pending in by_route.items():
+        for start in range(0, len(pending), size):
+            batch = pending[start : start + size]
+            if len(batch) < size and batch[0].age_seconds < store.max_wait_seconds:
+                held.append(batch[0].position)
+                break
+            due.append((route, batch))
+            routes[route] = batch[-1].position
+    if held:
+        first_held = min(held)
+        before = [e.position for e in events if e.position < first_held]
+        mark = before[-1] if before else cursor.mark
+    else:
+        mark = events[-1].position if events else cursor.mark
+    return due, RouterCursor(mark=max(mark, cursor.mark), routes=routes)
+
+
+def run_request(route: str, batch: list[InboxEvent]) -> dg.RunRequest:
+    """The run that applies one batch: its ids, never its payloads."""
+    ids = [e.inbox_id for e in batch]
+    asset = ROUTE_ASSETS[route].key.path[-1]
+    return dg.RunRequest(
+        run_key=f"{route}:{min(ids)}-{max(ids)}:{len(ids)}",
+        job_name=job_name(route),
+        run_config={"ops": {asset: {"config": {"inbox_ids": ids}}}},
+        tags={"webhook/route": route, "webhook/events": str(len(ids))},
+    )
+
+
+def _backlog_events(conn: Any, store: WebhookStore) -> list[Any]:
+    figures = backlog(conn, store)
+    events: list[Any] = []
+    for route, asset in ROUTE_ASSETS.items():
+        route_figures = figures.get(route, RouteBacklog())
+        events.append(dg.AssetObservation(asset_key=asset.key, metadata=route_figures.metadata()))
+        events += check_evaluations(asset.key, route_figures)
+    return events
+
+
 @dg.sensor(
-    jobs=[webhook_orders_job, webhook_payments_job, webhook_users_job, webhook_unknown_job],
-    minimum_interval_seconds=10,
+    jobs=list(ROUTE_JOBS.values()),
+    minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,  # webhooks should flow without a click
-    description="Routes new webhook_inbox events to their job, one run per event.",
+    description="Routes pending webhook_inbox events to their processor, one run per route "
+    "per batch (up to max_events_per_run events or max_wait_seconds of waiting).",
 )
 def webhook_inbox_router(
     context: dg.SensorEvaluationContext,
     postgres: PostgresResource,
     webhook_store: WebhookStore,
 ) -> dg.SensorResult | dg.SkipReason:
-    """Emit one run request per inbox row past the cursor (at most the per-tick cap)."""
-    txid, last_id = parse_cursor(context.cursor)
+    """Emit the batches that are due; report backlog every ``REPORT_SECONDS``."""
+    cursor = RouterCursor.parse(context.cursor)
+    store = webhook_store
     with postgres.get_connection() as conn:
         exists = conn.execute(
-            "SELECT to_regclass(%s)", (f'"{webhook_store.schema_name}".webhook_inbox',)
+            "SELECT to_regclass(%s)", (f'"{store.schema_name}".webhook_inbox',)
         ).fetchone()
         if exists is None or exists[0] is None:
             return dg.SkipReason("webhook_inbox does not exist yet: start the webhook receiver")
         rows = conn.execute(
-            sql.SQL(_PENDING).format(inbox=webhook_store.inbox),
-            {"txid": txid, "id": last_id, "limit": webhook_store.max_runs_per_tick},
+            sql.SQL(_NEW_ROWS).format(inbox=store.inbox),
+            {
+                "txid": cursor.mark[0],
+                "id": cursor.mark[1],
+                "limit": max(1, store.max_events_per_run) * SCAN_BATCHES,
+                "with_action": _action_types(store),
+            },
         ).fetchall()
-        held = None
+        held_back = None
         if not rows:
-            held = conn.execute(
-                sql.SQL(_HELD_BACK).format(inbox=webhook_store.inbox),
-                {"txid": txid, "id": last_id},
+            held_back = conn.execute(
+                sql.SQL(_HELD_BACK).format(inbox=store.inbox),
+                {"txid": cursor.mark[0], "id": cursor.mark[1]},
             ).fetchone()
-    if not rows:
-        if held and held[0]:
+        report = time.time() - cursor.reported_at >= REPORT_SECONDS
+        asset_events = _backlog_events(conn, store) if report else []
+    events = [
+        InboxEvent(row[0], row[1], store.route(row[2], row[3], row[4]), row[5]) for row in rows
+    ]
+    due, after = plan_batches(events, cursor, store)
+    after.reported_at = time.time() if report else cursor.reported_at
+    requests = [run_request(route, batch) for route, batch in due]
+    if requests:
+        counts = ", ".join(f"{route} {len(batch)}" for route, batch in due)
+        context.log.info(f"routing {len(requests)} batch(es): {counts}")
+    if not requests and not asset_events and after.dump() == cursor.dump():
+        if held_back and held_back[0]:
             return dg.SkipReason(
-                f"{held[0]} webhook event(s) held back until transactions older than xid "
-                f"{held[1]} finish (a long-running transaction on the server delays routing)"
+                f"{held_back[0]} webhook event(s) held back until transactions older than "
+                f"xid {held_back[1]} finish (a long-running transaction delays routing)"
             )
-        return dg.SkipReason("no new webhook events")
-    requests = [run_request_for(row) for row in rows]
-    last = rows[-1]
-    context.log.info(f"routing {len(requests)} webhook event(s), up to inbox id {last[0]}")
-    return dg.SensorResult(
-        run_requests=requests, cursor=json.dumps({"txid": last[1], "id": last[0]})
-    )
+        waiting = len(events) and "events waiting to fill a batch" or "no new webhook events"
+        return dg.SkipReason(waiting)
+    return dg.SensorResult(run_requests=requests, cursor=after.dump(), asset_events=asset_events)

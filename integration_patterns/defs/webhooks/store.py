@@ -1,8 +1,9 @@
-"""Where the webhook pattern reads and writes, and how many runs one sensor tick may request.
+"""Where the webhook pattern reads and writes, how it batches, and how it routes.
 
-A resource rather than constants so the sensor and every processor agree on one schema, and
-tests point the whole pattern at a private schema by swapping this one object. The receiver
-reads the same schema from ``WEBHOOK_INBOX_SCHEMA`` (both default to ``public``).
+A resource rather than constants so the sensor, every processor and the replay job agree on
+one schema, batch size and routing table, and tests point the whole pattern at a private
+schema by swapping this one object. The receiver reads the same schema setting
+(``WEBHOOK_INBOX_SCHEMA``, see ``integration_patterns.inbox``).
 """
 
 from __future__ import annotations
@@ -10,45 +11,16 @@ from __future__ import annotations
 import dagster as dg
 import psycopg
 from psycopg import sql
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from integration_patterns.defs.webhooks.processors import PROCESSORS, Processor
+from integration_patterns.defs.webhooks.routes import DEFAULT_ROUTES, UNKNOWN, route_for
+from integration_patterns.inbox import DEFAULT_SCHEMA, INBOX_TABLE, ensure_inbox
 from integration_patterns.resources.postgres import ensure_ddl
 
-# Entity tables the processors upsert into; ``last_inbox_id`` orders competing updates.
-_ENTITY_DDL = """
-CREATE SCHEMA IF NOT EXISTS {schema};
-CREATE TABLE IF NOT EXISTS {orders} (
-    order_id      text PRIMARY KEY,
-    customer_id   text,
-    amount        numeric(18, 2),
-    currency      text,
-    status        text,
-    source        text        NOT NULL,
-    delivery_id   text        NOT NULL,
-    last_inbox_id bigint      NOT NULL,
-    updated_at    timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS {payments} (
-    payment_id    text PRIMARY KEY,
-    order_id      text,
-    amount        numeric(18, 2),
-    currency      text,
-    status        text,
-    source        text        NOT NULL,
-    delivery_id   text        NOT NULL,
-    last_inbox_id bigint      NOT NULL,
-    updated_at    timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS {users} (
-    user_id       text PRIMARY KEY,
-    email         text,
-    name          text,
-    attributes    jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
-    source        text        NOT NULL,
-    delivery_id   text        NOT NULL,
-    last_inbox_id bigint      NOT NULL,
-    updated_at    timestamptz NOT NULL DEFAULT now()
-);
+UNKNOWN_TABLE = "webhook_unknown_events"
+
+_UNKNOWN_DDL = """
 CREATE TABLE IF NOT EXISTS {unknown} (
     source        text        NOT NULL,
     delivery_id   text        NOT NULL,
@@ -57,26 +29,79 @@ CREATE TABLE IF NOT EXISTS {unknown} (
     inbox_id      bigint      NOT NULL,
     archived_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (source, delivery_id)
-);
+)
 """
 
 
+def entity_ddl(schema: str, processor: Processor) -> list[sql.Composable]:
+    """Create the processor's table, and add columns a newer version introduced."""
+    table = sql.Identifier(schema, processor.table)
+    columns = [
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+        for name, kind in processor.columns.items()
+    ]
+    create = sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {table} ({columns}, source text NOT NULL, "
+        "delivery_id text NOT NULL, last_inbox_id bigint NOT NULL, "
+        "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY ({key}))"
+    ).format(
+        table=table,
+        columns=sql.SQL(", ").join(columns),
+        key=sql.SQL(", ").join(map(sql.Identifier, processor.key)),
+    )
+    added = [
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(table, column)
+        for column in columns
+    ]
+    return [create, *added]
+
+
 class WebhookStore(dg.ConfigurableResource):
-    """Locations of the inbox and of the tables the processors upsert into.
+    """The inbox and entity tables' schema, the batch limits and the routing table.
 
     Example:
         ```python
-        store = WebhookStore(schema_name="public", max_runs_per_tick=100)
-        store.table("webhook_orders")  # sql.Identifier("public", "webhook_orders")
+        store = WebhookStore(schema_name="public", max_events_per_run=2000)
+        store.route("github", "pull_request", "closed")  # "github_pull_requests"
         ```
     """
 
     schema_name: str = Field(
-        default="public", description="PostgreSQL schema of webhook_inbox and the entity tables."
+        default=DEFAULT_SCHEMA,
+        description="PostgreSQL schema of webhook_inbox and the entity tables.",
     )
-    max_runs_per_tick: int = Field(
-        default=100, ge=1, description="Most run requests one sensor evaluation emits."
+    max_events_per_run: int = Field(
+        default=2000,
+        description="Most events one processor run applies; a route with this many pending "
+        "events gets a run at once.",
     )
+    max_wait_seconds: int = Field(
+        default=3,
+        description="A route with fewer pending events gets a run once its oldest pending "
+        "event has waited this long.",
+    )
+    routes: dict[str, dict[str, str]] = Field(
+        default=DEFAULT_ROUTES,
+        description="Routing table per source ('*' = every source): event type (or "
+        "'<type>.<action>') -> processor, '*' = the source's default. Processors: "
+        + ", ".join([*PROCESSORS, UNKNOWN])
+        + ".",
+    )
+
+    @field_validator("routes")
+    @classmethod
+    def _known_processors(cls, routes: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for source, table in routes.items():
+            for event_type, processor in table.items():
+                if processor not in PROCESSORS and processor != UNKNOWN:
+                    raise ValueError(
+                        f"routes[{source!r}][{event_type!r}]: unknown processor {processor!r}"
+                    )
+        return routes
+
+    def route(self, source: str, event_type: str | None, action: str | None = None) -> str:
+        """The processor for one event (``unknown`` when no route matches)."""
+        return route_for(self.routes, source, event_type, action)
 
     def table(self, name: str) -> sql.Identifier:
         """A schema-qualified table name, quoted by psycopg (never string-built)."""
@@ -84,21 +109,36 @@ class WebhookStore(dg.ConfigurableResource):
 
     @property
     def inbox(self) -> sql.Identifier:
-        """The receiver's inbox table."""
-        # The receiver owns the inbox schema; imported here, not at module level, so that
-        # loading the code location never imports the services package.
-        from integration_patterns.services.webhook_receiver.inbox import INBOX_TABLE
-
+        """The inbox table (its contract lives in ``integration_patterns.inbox``)."""
         return self.table(INBOX_TABLE)
 
-    def ensure_entity_tables(self, conn: psycopg.Connection) -> None:
-        """Create the processors' tables if missing (serialised across concurrent runs)."""
+    def _expected_columns(self) -> set[tuple[str, str]]:
+        expected = {(INBOX_TABLE, "status"), (INBOX_TABLE, "route"), (UNKNOWN_TABLE, "inbox_id")}
+        for processor in PROCESSORS.values():
+            expected |= {(processor.table, column) for column in processor.columns}
+        return expected
+
+    def ensure_tables(self, conn: psycopg.Connection) -> None:
+        """Create or migrate the inbox and every processor's table (serialised across runs).
+
+        Checked with one catalog query first: ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS``
+        takes an exclusive lock even when it changes nothing, and every batch run calls this.
+        """
+        expected = self._expected_columns()
+        present = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = ANY(%s)",
+            (self.schema_name, sorted({t for t, _ in expected})),
+        ).fetchall()
+        conn.commit()
+        if expected <= {tuple(row) for row in present}:
+            return
+        ensure_inbox(conn, self.schema_name)
         with conn.transaction():
-            ddl = sql.SQL(_ENTITY_DDL).format(
-                schema=sql.Identifier(self.schema_name),
-                orders=self.table("webhook_orders"),
-                payments=self.table("webhook_payments"),
-                users=self.table("webhook_users"),
-                unknown=self.table("webhook_unknown_events"),
-            )
-            ensure_ddl(conn, "webhook_entities_ddl", [ddl])
+            statements: list[sql.Composable] = [
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema_name)),
+                sql.SQL(_UNKNOWN_DDL).format(unknown=self.table(UNKNOWN_TABLE)),
+            ]
+            for processor in PROCESSORS.values():
+                statements += entity_ddl(self.schema_name, processor)
+            ensure_ddl(conn, "webhook_entities_ddl", statements)

@@ -37,6 +37,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from integration_patterns.inbox import schema_from_env
+
 SCHEMES = ("stripe", "github", "standard", "hmac")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_TOLERANCE_SECONDS = 300
@@ -171,7 +173,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ReceiverSettings:
         except ConfigError as exc:
             raise ConfigError(f"{variable}: {exc}") from None
         sources[name] = SourceConfig(name, scheme, keys, tolerance)
-    schema = env.get("WEBHOOK_INBOX_SCHEMA", "").strip() or "public"
+    schema = schema_from_env(env)
     return ReceiverSettings(
         sources=sources,
         max_body_bytes=_positive_int(env, "WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),

@@ -1,0 +1,123 @@
+"""One asset, job and pair of backlog checks per route, built from the processor table.
+
+Each run applies one batch: the routing sensor names its inbox ids in the run config (never
+payloads), and the asset applies them set-based and records each event's outcome in the
+inbox (see ``batches.py``). A step that fails as a whole (the database went away) is retried
+by its retry policy; the batch is one transaction, so the retry starts from a clean state.
+
+No ``from __future__ import annotations`` here: Dagster reads the ``config`` annotations
+at decoration time and cannot resolve them from strings.
+"""
+
+import dagster as dg
+from pydantic import Field
+
+from integration_patterns.defs.webhooks.backlog import RouteBacklog, backlog, check_results
+from integration_patterns.defs.webhooks.batches import apply_batch
+from integration_patterns.defs.webhooks.processors import PROCESSORS
+from integration_patterns.defs.webhooks.routes import UNKNOWN
+from integration_patterns.defs.webhooks.store import UNKNOWN_TABLE, WebhookStore
+from integration_patterns.resources.postgres import PostgresResource
+
+RETRY = dg.RetryPolicy(max_retries=4, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+
+
+class WebhookBatch(dg.Config):
+    """The batch a run applies: inbox ids only, so no payload reaches run storage or the UI."""
+
+    inbox_ids: list[int] = Field(description="webhook_inbox.id of each event of the batch.")
+
+
+def asset_name(route: str) -> str:
+    """The asset a route materializes (``webhook_<table suffix>``)."""
+    return UNKNOWN_TABLE if route == UNKNOWN else PROCESSORS[route].table
+
+
+def job_name(route: str) -> str:
+    """The job that applies one batch of a route."""
+    return f"webhook_{route}_job"
+
+
+def _processor_asset(route: str, description: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=asset_name(route),
+        group_name="webhooks",
+        kinds={"postgres"},
+        pool="postgres",
+        retry_policy=RETRY,
+        description=description,
+        tags={"webhook/route": route},
+    )
+    def _asset(
+        context: dg.AssetExecutionContext,
+        config: WebhookBatch,
+        postgres: PostgresResource,
+        webhook_store: WebhookStore,
+    ) -> dg.MaterializeResult:
+        with postgres.get_connection() as conn:
+            webhook_store.ensure_tables(conn)
+            result = apply_batch(conn, webhook_store, route, config.inbox_ids, context.run.run_id)
+        context.log.info(
+            f"{route}: {result.processed} processed, {result.failed} failed, "
+            f"{result.unrouted} unrouted of {result.requested} requested"
+        )
+        for inbox_id, reason in result.failures[:20]:
+            context.log.warning(f"inbox id {inbox_id} failed: {reason}")
+        return dg.MaterializeResult(metadata=result.metadata())
+
+    return _asset
+
+
+def _backlog_checks(route: str, asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                "backlog_flowing",
+                asset=asset.key,
+                description="Fails when this route's oldest pending event has waited too long.",
+            ),
+            dg.AssetCheckSpec(
+                "no_failed_events",
+                asset=asset.key,
+                description="Warns while events of this route are marked failed.",
+            ),
+        ],
+        name=f"{asset_name(route)}_backlog_checks",
+    )
+    def _checks(postgres: PostgresResource, webhook_store: WebhookStore):
+        with postgres.get_connection() as conn:
+            figures = backlog(conn, webhook_store).get(route, RouteBacklog())
+        yield from check_results(asset.key, figures)
+
+    return _checks
+
+
+_DESCRIPTIONS = {name: p.description for name, p in PROCESSORS.items()} | {
+    UNKNOWN: "Events no route handles, archived for review and marked unrouted."
+}
+ROUTE_ASSETS: dict[str, dg.AssetsDefinition] = {
+    route: _processor_asset(route, text) for route, text in _DESCRIPTIONS.items()
+}
+ROUTE_JOBS = {
+    route: dg.define_asset_job(
+        job_name(route),
+        # The backlog checks run on their own (or from the sensor), not in every batch run;
+        # one step needs no subprocess of its own.
+        selection=dg.AssetSelection.assets(asset).without_checks(),
+        executor_def=dg.in_process_executor,
+        description=f"Apply one batch of {route} events from the webhook inbox.",
+        tags={"webhook/route": route},
+    )
+    for route, asset in ROUTE_ASSETS.items()
+}
+ROUTE_CHECKS = [_backlog_checks(route, asset) for route, asset in ROUTE_ASSETS.items()]
+
+
+@dg.definitions
+def webhook_processors() -> dg.Definitions:
+    """Every route's asset, job and backlog checks."""
+    return dg.Definitions(
+        assets=list(ROUTE_ASSETS.values()),
+        jobs=list(ROUTE_JOBS.values()),
+        asset_checks=ROUTE_CHECKS,
+    )

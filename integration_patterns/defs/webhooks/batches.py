@@ -1,0 +1,201 @@
+"""Apply a batch of inbox events set-based, and record each event's outcome in the inbox.
+
+One transaction per batch: claim the events still in a claimable status (``FOR UPDATE SKIP
+LOCKED``, so two runs handed overlapping ids never apply an event twice), parse each payload
+in Python (a malformed one becomes ``failed`` with its reason and the rest go on), upsert
+every valid row with one statement, and write every outcome with one more. If anything
+fails as a whole (the database went away), the transaction rolls back, the events stay as
+they were, and the retried step claims them again. Applying the same batch again finds
+nothing left to claim; re-applying an event (replay) changes nothing either, because a row
+is only overwritten by an event that arrived later (``last_inbox_id``), inside a batch too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from integration_patterns.defs.webhooks.processors import (
+    PROCESSORS,
+    MalformedEventError,
+    Processor,
+    reason_of,
+)
+from integration_patterns.defs.webhooks.routes import UNKNOWN
+from integration_patterns.defs.webhooks.store import UNKNOWN_TABLE, WebhookStore
+from integration_patterns.inbox import FAILED, PENDING, PROCESSED, UNROUTED
+
+_CLAIM = """
+SELECT id, source, delivery_id, event_type, {payload}
+FROM {inbox}
+WHERE id = ANY(%(ids)s) AND status = ANY(%(statuses)s)
+ORDER BY id
+FOR UPDATE SKIP LOCKED
+"""
+
+_UPSERT = """
+INSERT INTO {table} ({columns}, source, delivery_id, last_inbox_id, updated_at)
+SELECT DISTINCT ON ({key}) {columns}, source, delivery_id, inbox_id, now()
+FROM jsonb_to_recordset(%s::jsonb)
+    AS r({typed}, source text, delivery_id text, inbox_id bigint)
+ORDER BY {key}, inbox_id DESC
+ON CONFLICT ({key}) DO UPDATE SET {updates}, source = EXCLUDED.source,
+    delivery_id = EXCLUDED.delivery_id, last_inbox_id = EXCLUDED.last_inbox_id,
+    updated_at = now()
+WHERE {table}.last_inbox_id <= EXCLUDED.last_inbox_id
+RETURNING (xmax = 0)
+"""
+
+_ARCHIVE = """
+INSERT INTO {unknown} (source, delivery_id, event_type, payload, inbox_id)
+SELECT source, delivery_id, event_type, payload, id FROM {inbox} WHERE id = ANY(%s)
+ON CONFLICT (source, delivery_id) DO NOTHING
+"""
+
+_RECORD = """
+UPDATE {inbox} AS i
+SET status = o.status, reason = o.reason, route = %(route)s, run_id = %(run_id)s,
+    processed_at = now()
+FROM jsonb_to_recordset(%(outcomes)s::jsonb) AS o(id bigint, status text, reason text)
+WHERE i.id = o.id
+"""
+
+
+@dataclass
+class BatchResult:
+    """What one batch did, for run metadata and logs (never payloads)."""
+
+    route: str
+    requested: int
+    claimed: int = 0
+    processed: int = 0
+    failed: int = 0
+    unrouted: int = 0
+    inserted: int = 0
+    updated: int = 0
+    failures: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def superseded(self) -> int:
+        """Valid events whose entity already held (or the batch held) a newer event."""
+        return self.processed - self.inserted - self.updated
+
+    def metadata(self) -> dict[str, Any]:
+        """Counts for the materialization, plus up to ten failure reasons by inbox id."""
+        return {
+            "route": self.route,
+            "events_requested": self.requested,
+            "events_claimed": self.claimed,
+            "processed": self.processed,
+            "failed": self.failed,
+            "unrouted": self.unrouted,
+            "rows_inserted": self.inserted,
+            "rows_updated": self.updated,
+            "superseded": self.superseded,
+            "skipped_not_claimable": self.requested - self.claimed,
+            "first_failures": "\n".join(f"{i}: {r}" for i, r in self.failures[:10]) or "none",
+        }
+
+
+def _upsert_query(store: WebhookStore, processor: Processor) -> sql.Composed:
+    columns = list(processor.columns)
+    return sql.SQL(_UPSERT).format(
+        table=store.table(processor.table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        key=sql.SQL(", ").join(map(sql.Identifier, processor.key)),
+        typed=sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
+            for c, t in processor.columns.items()
+        ),
+        updates=sql.SQL(", ").join(
+            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+            for c in columns
+            if c not in processor.key
+        ),
+    )
+
+
+def _apply(
+    conn: psycopg.Connection,
+    store: WebhookStore,
+    processor: Processor,
+    events: Sequence[tuple[Any, ...]],
+    result: BatchResult,
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    outcomes: list[dict[str, Any]] = []
+    for inbox_id, source, delivery_id, event_type, payload in events:
+        try:
+            if not isinstance(payload, dict):
+                raise MalformedEventError("payload is not a JSON object")
+            row = processor.parse(event_type or "", payload)
+        except (MalformedEventError, ValueError, TypeError) as exc:
+            reason = f"{processor.name}: {reason_of(exc)}"
+            outcomes.append({"id": inbox_id, "status": FAILED, "reason": reason})
+            result.failures.append((inbox_id, reason))
+            continue
+        rows.append(row | {"source": source, "delivery_id": delivery_id, "inbox_id": inbox_id})
+        outcomes.append({"id": inbox_id, "status": PROCESSED, "reason": None})
+    if rows:
+        cur = conn.execute(_upsert_query(store, processor), (json.dumps(rows, default=str),))
+        inserted = [flag for (flag,) in cur.fetchall()]
+        result.inserted += sum(inserted)
+        result.updated += len(inserted) - sum(inserted)
+    result.processed += len(rows)
+    result.failed += len(outcomes) - len(rows)
+    return outcomes
+
+
+def apply_batch(
+    conn: psycopg.Connection,
+    store: WebhookStore,
+    route: str,
+    inbox_ids: Sequence[int],
+    run_id: str,
+    *,
+    statuses: Sequence[str] = (PENDING,),
+) -> BatchResult:
+    """Apply the events among ``inbox_ids`` whose status is in ``statuses``, via ``route``.
+
+    ``conn`` must not be inside a transaction: the batch is one transaction of its own.
+    """
+    result = BatchResult(route=route, requested=len(inbox_ids))
+    processor = PROCESSORS.get(route)
+    if processor is None and route != UNKNOWN:
+        raise ValueError(f"no processor named {route!r}")
+    with conn.transaction():
+        claim = sql.SQL(_CLAIM).format(
+            inbox=store.inbox, payload=sql.SQL("payload" if processor else "NULL")
+        )
+        events = conn.execute(claim, {"ids": list(inbox_ids), "statuses": list(statuses)})
+        events = events.fetchall()
+        result.claimed = len(events)
+        if not events:
+            return result
+        if processor is None:
+            ids = [e[0] for e in events]
+            archive = sql.SQL(_ARCHIVE).format(
+                unknown=store.table(UNKNOWN_TABLE), inbox=store.inbox
+            )
+            conn.execute(archive, (ids,))
+            outcomes = [
+                {
+                    "id": e[0],
+                    "status": UNROUTED,
+                    "reason": f"no route for {e[3] or '(no type)'} from {e[1]}",
+                }
+                for e in events
+            ]
+            result.unrouted = len(ids)
+        else:
+            outcomes = _apply(conn, store, processor, events, result)
+        conn.execute(
+            sql.SQL(_RECORD).format(inbox=store.inbox),
+            {"route": route, "run_id": run_id, "outcomes": json.dumps(outcomes)},
+        )
+    return result

@@ -24,18 +24,31 @@ def resources() -> dg.Definitions:
                 dbname=dg.EnvVar("POSTGRES_DB"),
                 user=dg.EnvVar("POSTGRES_USER"),
                 password=dg.EnvVar("POSTGRES_PASSWORD"),
+                sslmode=dg.EnvVar("POSTGRES_SSLMODE"),
+                sslrootcert=dg.EnvVar("POSTGRES_SSLROOTCERT"),
+                min_size=dg.EnvVar.int("POSTGRES_POOL_MIN_SIZE"),
+                max_size=dg.EnvVar.int("POSTGRES_POOL_MAX_SIZE"),
             ),
             "mongo": MongoResource(
                 host=dg.EnvVar("MONGO_HOST"),
                 port=dg.EnvVar.int("MONGO_PORT"),
                 database=dg.EnvVar("MONGO_DB"),
+                uri=dg.EnvVar("MONGO_URI"),
             ),
-            "kafka": KafkaResource(bootstrap_servers=dg.EnvVar("KAFKA_BOOTSTRAP_SERVERS")),
+            "kafka": KafkaResource(
+                bootstrap_servers=dg.EnvVar("KAFKA_BOOTSTRAP_SERVERS"),
+                security_protocol=dg.EnvVar("KAFKA_SECURITY_PROTOCOL"),
+                sasl_mechanism=dg.EnvVar("KAFKA_SASL_MECHANISM"),
+                sasl_username=dg.EnvVar("KAFKA_SASL_USERNAME"),
+                sasl_password=dg.EnvVar("KAFKA_SASL_PASSWORD"),
+                ssl_ca_location=dg.EnvVar("KAFKA_SSL_CA_LOCATION"),
+            ),
             "rabbitmq": RabbitMQResource(
                 host=dg.EnvVar("RABBITMQ_HOST"),
                 port=dg.EnvVar.int("RABBITMQ_PORT"),
                 username=dg.EnvVar("RABBITMQ_USER"),
                 password=dg.EnvVar("RABBITMQ_PASSWORD"),
+                url=dg.EnvVar("RABBITMQ_URL"),
             ),
         }
     )

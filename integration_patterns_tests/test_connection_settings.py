@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import pika
 import pytest
+from pika.exceptions import ChannelClosedByBroker
 
 from integration_patterns.resources.health import ServiceUnavailableError
 from integration_patterns.resources.kafka import KafkaResource
@@ -212,7 +212,7 @@ def test_rabbitmq_url_with_its_own_virtual_host_and_user(vhost_user, rabbitmq):
         scoped.publish(channel, exchange="", routing_key="orders", body=b"{}", message_id="1")
     listed = _rabbitmqctl("list_queues", "-p", vhost, "name", "messages")
     assert "orders\t1" in listed
-    with rabbitmq.channel() as channel, pytest.raises(pika.exceptions.ChannelClosedByBroker):
+    with rabbitmq.channel() as channel, pytest.raises(ChannelClosedByBroker):
         channel.queue_declare("orders", passive=True)  # not in the default virtual host
     assert password not in repr(scoped)
 

@@ -72,12 +72,12 @@ def _app(server: MisbehavingServer) -> Starlette:
     async def echo(request: Request) -> Response:
         """400 quoting the whole request back, as careless partners do in error bodies."""
         body = await record(request)
-        text = json.dumps(
+        text = json.dumps(  # credentials first: an excerpt of the body must include them
             {
-                "error": "bad request",
-                "headers": dict(request.headers),
-                "query": str(request.url.query),
                 "body": body.decode("utf-8", "replace"),
+                "authorization": request.headers.get("authorization"),
+                "query": str(request.url.query),
+                "headers": dict(request.headers),
             }
         )
         return Response(text, status_code=int(request.query_params.get("status", "400")))

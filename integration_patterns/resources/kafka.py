@@ -99,6 +99,9 @@ class OffsetReader:
         return {p: (max(low[p], 0), max(high[p], 0)) for p in partitions}
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
 class KafkaResource(dg.ConfigurableResource):
     """Client factory for one Kafka cluster.
 
@@ -119,6 +122,9 @@ class KafkaResource(dg.ConfigurableResource):
     sasl_mechanism: str = Field(default="PLAIN", description="SASL mechanism when SASL is used.")
     sasl_username: str = Field(default="", description="SASL user; empty for none.")
     sasl_password: str = Field(default="", repr=False, description="SASL password (secret).")
+    ssl_ca_location: str = Field(
+        default="", description="CA certificate file for SSL/SASL_SSL; empty for the system's."
+    )
     request_timeout_s: float = Field(
         default=10.0, description="Seconds to wait for metadata, offsets and admin calls."
     )
@@ -128,12 +134,19 @@ class KafkaResource(dg.ConfigurableResource):
     )
 
     def _base_config(self) -> dict[str, Any]:
+        if self.security_protocol.upper() not in SECURITY_PROTOCOLS:
+            raise ValueError(
+                f"security_protocol must be one of {SECURITY_PROTOCOLS}, "
+                f"got {self.security_protocol!r}"
+            )
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "client.id": self.client_id,
             "security.protocol": self.security_protocol,
             "socket.connection.setup.timeout.ms": int(self.request_timeout_s * 1000),
         }
+        if self.ssl_ca_location:
+            config["ssl.ca.location"] = self.ssl_ca_location
         if self.sasl_username:
             config |= {
                 "sasl.mechanism": self.sasl_mechanism,

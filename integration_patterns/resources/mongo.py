@@ -1,13 +1,17 @@
 """MongoDB through pymongo, with the pool options set explicitly.
 
 Works without credentials, because the local MongoDB-wire server (mongo-java-server) has no
-authentication; a username and password are passed only when configured.
+authentication; a username and password are passed only when configured. Deployments give
+a connection string instead (``uri``: authentication, replica set, TLS options, SRV); its
+options win over the resource's pool defaults, and it never appears in messages (only its
+hosts do), since it may carry a password.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -32,6 +36,12 @@ class MongoResource(dg.ConfigurableResource):
         ```
     """
 
+    uri: str = Field(
+        default="",
+        repr=False,
+        description="mongodb:// or mongodb+srv:// connection string (secret: may hold a "
+        "password); when set, host, port, username and password are not used.",
+    )
     host: str = Field(default="127.0.0.1", description="Server host name or address.")
     port: int = Field(default=27017, description="Server port.")
     database: str = Field(default="integration_patterns", description="Default database.")
@@ -53,7 +63,9 @@ class MongoResource(dg.ConfigurableResource):
 
     @property
     def address(self) -> str:
-        """host:port, for messages."""
+        """host:port (every host of the connection string), for messages."""
+        if self.uri:  # the hosts only: user-info may hold the password
+            return urlsplit(self.uri).netloc.rpartition("@")[2]
         return f"{self.host}:{self.port}"
 
     def pool_settings(self) -> dict[str, Any]:
@@ -76,9 +88,19 @@ class MongoResource(dg.ConfigurableResource):
 
     def client(self) -> MongoClient:
         """The shared client, created on first use."""
-        if self._client is None:
-            from pymongo import MongoClient
+        from pymongo import MongoClient
 
+        if self._client is None and self.uri:
+            given = {name.lower() for name, _ in parse_qsl(urlsplit(self.uri).query)}
+            defaults = self.pool_settings() | {
+                "connectTimeoutMS": self.connect_timeout_ms,
+                "socketTimeoutMS": self.socket_timeout_ms,
+                "appname": "integration_patterns",
+            }
+            self._client = MongoClient(
+                self.uri, **{k: v for k, v in defaults.items() if k.lower() not in given}
+            )
+        if self._client is None:
             credentials: dict[str, Any] = (
                 {"username": self.username, "password": self.password} if self.username else {}
             )

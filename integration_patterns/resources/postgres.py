@@ -34,6 +34,9 @@ def ensure_ddl(conn: psycopg.Connection, lock_name: str, statements: Sequence[An
         conn.execute(statement)
 
 
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 class PoolExhaustedError(TimeoutError):
     """No connection could be checked out of the pool within the acquire timeout."""
 
@@ -98,6 +101,13 @@ class PostgresResource(dg.ConfigurableResource):
     dbname: str = Field(default="integration_patterns", description="Database name.")
     user: str = Field(default="integration", description="Role to connect as.")
     password: str = Field(default="", repr=False, description="Role password (secret).")
+    sslmode: str = Field(
+        default="prefer",
+        description="libpq sslmode: disable, allow, prefer, require, verify-ca or verify-full.",
+    )
+    sslrootcert: str = Field(
+        default="", description="CA certificate file for verify-ca/verify-full; empty for none."
+    )
     min_size: int = Field(default=1, description="Connections opened at start and kept.")
     max_size: int = Field(default=4, description="Most connections the pool will open.")
     acquire_timeout: float = Field(
@@ -121,12 +131,21 @@ class PostgresResource(dg.ConfigurableResource):
         An unset variable keeps the field's default (the local services).
         """
         env = os.environ if env is None else env
-        names = {"host": "HOST", "dbname": "DB", "user": "USER", "password": "PASSWORD"}
-        values: dict[str, Any] = {
-            f: env[f"POSTGRES_{v}"] for f, v in names.items() if f"POSTGRES_{v}" in env
+        names = {
+            "host": "HOST",
+            "dbname": "DB",
+            "user": "USER",
+            "password": "PASSWORD",
+            "sslmode": "SSLMODE",
+            "sslrootcert": "SSLROOTCERT",
         }
-        if "POSTGRES_PORT" in env:
-            values["port"] = int(env["POSTGRES_PORT"])
+        values: dict[str, Any] = {
+            f: env[f"POSTGRES_{v}"] for f, v in names.items() if env.get(f"POSTGRES_{v}")
+        }
+        numbers = {"port": "PORT", "min_size": "POOL_MIN_SIZE", "max_size": "POOL_MAX_SIZE"}
+        values |= {
+            f: int(env[f"POSTGRES_{v}"]) for f, v in numbers.items() if env.get(f"POSTGRES_{v}")
+        }
         return cls(**(values | overrides))
 
     _counter: QueryCounter = PrivateAttr(default_factory=QueryCounter)
@@ -142,7 +161,16 @@ class PostgresResource(dg.ConfigurableResource):
         return f"postgres@{self.address}/{self.dbname}"
 
     def _connect_kwargs(self) -> dict[str, Any]:
-        return {
+        if self.sslmode not in SSL_MODES:
+            raise ValueError(f"sslmode must be one of {SSL_MODES}, got {self.sslmode!r}")
+        if not 0 <= self.min_size <= self.max_size or self.max_size < 1:
+            raise ValueError(
+                "pool sizes need 0 <= min_size <= max_size and max_size >= 1, "
+                f"got min_size={self.min_size}, max_size={self.max_size}"
+            )
+        tls = {"sslrootcert": self.sslrootcert} if self.sslrootcert else {}
+        return tls | {
+            "sslmode": self.sslmode,
             "host": self.host,
             "port": self.port,
             "dbname": self.dbname,

@@ -2,7 +2,10 @@
 
 A channel from this resource is always in confirm mode, and ``publish`` marks messages
 persistent and mandatory: a message counts as sent only once the broker has confirmed it,
-and one that no queue would take is an error rather than silently dropped.
+and one that no queue would take is an error rather than silently dropped. Deployments
+give an AMQP URL instead of host and port (``amqps://user:password@host/vhost``, TLS with
+the system's trust store, options as pika's URL query parameters); it never appears in
+messages, since it holds the password.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import dagster as dg
 import pika
@@ -33,6 +37,12 @@ class RabbitMQResource(dg.ConfigurableResource):
         ```
     """
 
+    url: str = Field(
+        default="",
+        repr=False,
+        description="amqp:// or amqps:// URL with credentials and virtual host (secret); "
+        "when set, host, port, virtual_host, username and password are not used.",
+    )
     host: str = Field(default="127.0.0.1", description="Broker host name or address.")
     port: int = Field(default=5672, description="AMQP port.")
     virtual_host: str = Field(default="/", description="Virtual host.")
@@ -50,11 +60,16 @@ class RabbitMQResource(dg.ConfigurableResource):
 
     @property
     def address(self) -> str:
-        """host:port, for messages."""
+        """host:port/vhost, for messages (never the URL's credentials)."""
+        if self.url:
+            params = pika.URLParameters(self.url)
+            return f"{params.host}:{params.port}{params.virtual_host}"
         return f"{self.host}:{self.port}"
 
-    def parameters(self) -> pika.ConnectionParameters:
+    def parameters(self) -> pika.ConnectionParameters | pika.URLParameters:
         """Connection parameters for pika (the password stays in the credentials object)."""
+        if self.url:
+            return self._url_parameters()
         return pika.ConnectionParameters(
             host=self.host,
             port=self.port,
@@ -67,6 +82,23 @@ class RabbitMQResource(dg.ConfigurableResource):
             connection_attempts=self.connection_attempts,
             client_properties={"connection_name": self.connection_name},
         )
+
+    def _url_parameters(self) -> pika.URLParameters:
+        """The URL's parameters, with this resource's timeouts where the URL names none."""
+        params = pika.URLParameters(self.url)
+        given = {name for name, _ in parse_qsl(urlsplit(self.url).query)}
+        defaults = {
+            "heartbeat": self.heartbeat_s,
+            "socket_timeout": self.socket_timeout_s,
+            "stack_timeout": self.socket_timeout_s * 2,
+            "blocked_connection_timeout": self.blocked_connection_timeout_s,
+            "connection_attempts": self.connection_attempts,
+        }
+        for name, value in defaults.items():
+            if name not in given:
+                setattr(params, name, value)
+        params.client_properties = {"connection_name": self.connection_name}
+        return params
 
     @contextmanager
     def connection(self) -> Iterator[pika.BlockingConnection]:

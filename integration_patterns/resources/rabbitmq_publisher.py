@@ -85,7 +85,7 @@ class ConfirmedStreamPublisher:
 
     def __init__(
         self,
-        parameters: pika.ConnectionParameters,
+        parameters: pika.ConnectionParameters | pika.URLParameters,
         *,
         window: int = 1000,
         stall_timeout_s: float = 30.0,
@@ -108,7 +108,7 @@ class _PublishRun:
 
     def __init__(
         self,
-        parameters: pika.ConnectionParameters,
+        parameters: pika.ConnectionParameters | pika.URLParameters,
         messages: Iterator[OutgoingMessage],
         window: int,
         stall_timeout_s: float,

@@ -191,5 +191,7 @@ partner_records_hourly = dg.ScheduleDefinition(
     job=partner_records_job,
     cron_schedule="0 * * * *",
     execution_timezone="UTC",
+    # Runs as the README says: a fresh `make dev` fetches from the local simulator hourly.
+    default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Incremental partner fetch at the top of every hour.",
 )

@@ -361,19 +361,35 @@ def test_upsert_counts_inserted_updated_and_unchanged(postgres, store):
 # --- schedule, definitions and pool health -------------------------------------------------
 
 
-def test_schedule_runs_daily_at_two_utc_for_the_previous_day(store):
+def _schedule_tick(store, postgres):
     defs = enrichment_defs(store)
     schedule = defs.resolve_schedule_def("customer_enrichment_daily")
+    with dg.instance_for_test() as instance:
+        with dg.build_schedule_context(
+            instance=instance,
+            repository_def=defs.get_repository_def(),
+            scheduled_execution_time=dt.datetime(2026, 3, 1, 2, 0, tzinfo=dt.UTC),
+            resources={"postgres": postgres, "enrichment_store": store},
+        ) as context:
+            return schedule, schedule.evaluate_tick(context)
+
+
+def test_schedule_runs_daily_at_two_utc_for_the_previous_day(store, postgres):
+    with postgres.get_connection() as conn:
+        for statement in sample_data.source_ddl(store.schema_name):
+            conn.execute(statement)
+    schedule, data = _schedule_tick(store, postgres)
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.execution_timezone == "UTC"
     assert schedule.job_name == "customer_enrichment"
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=dt.datetime(2026, 3, 1, 2, 0, tzinfo=dt.UTC),
-        )
-        data = schedule.evaluate_tick(context)
     assert [r.partition_key for r in data.run_requests or []] == ["2026-02-28"]
+
+
+def test_first_tick_on_a_fresh_setup_skips_naming_the_missing_tables(store, postgres):
+    _schedule, data = _schedule_tick(store, postgres)  # nothing seeded: no source tables
+    assert not data.run_requests
+    assert f"{store.schema_name}.customers" in data.skip_message
+    assert "make seed" in data.skip_message
 
 
 def test_assets_declare_group_kinds_and_pools():

@@ -253,6 +253,7 @@ def test_definitions_wire_job_schedule_and_resource():
     dg.Definitions.validate_loadable(defs)
     job = defs.resolve_job_def(partner_records_job.name)
     assert partner_records_hourly.cron_schedule == "0 * * * *"
+    assert partner_records_hourly.default_status == dg.DefaultScheduleStatus.RUNNING
     assert partner_records_hourly.job_name == job.name
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} >= {
         "partner_records_raw",

@@ -98,7 +98,7 @@ def test_first_tick_on_a_just_started_broker(fresh_broker, rabbitmq, unique, rec
         assert len(outcomes) == 200
     finally:
         with rabbitmq.channel() as channel:
-            for queue in (stream.results_queue, stream.dead_letter_queue):
+            for queue in (stream.results_queue, stream.dead_letter_queue, stream.parking_queue):
                 channel.queue_delete(queue)
             for exchange in (stream.results_exchange, stream.dead_letter_exchange):
                 channel.exchange_delete(exchange)

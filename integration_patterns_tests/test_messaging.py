@@ -38,6 +38,8 @@ def make_stream(unique: str, **overrides) -> OrdersStreamResource:
             "results_queue": f"results-{unique}",
             "dead_letter_exchange": f"dlx-{unique}",
             "dead_letter_queue": f"dead-{unique}",
+            "parking_queue": f"parking-{unique}",
+            "redrive_table": f"redrive_{unique}",
             "read_idle_timeout_s": 10,
             **overrides,
         }
@@ -50,7 +52,7 @@ def stream(unique, rabbitmq):
     resource = make_stream(unique)
     yield resource
     with rabbitmq.channel() as channel:
-        for queue in (resource.results_queue, resource.dead_letter_queue):
+        for queue in (resource.results_queue, resource.dead_letter_queue, resource.parking_queue):
             channel.queue_delete(queue)
         for exchange in (resource.results_exchange, resource.dead_letter_exchange):
             channel.exchange_delete(exchange)

@@ -41,6 +41,14 @@ class OrdersStreamResource(dg.ConfigurableResource):
     dead_letter_queue: str = Field(
         default="orders.dead-letter", description="Queue that keeps every failed message."
     )
+    parking_queue: str = Field(
+        default="orders.parking",
+        description="Where re-driven dead letters that fail again are parked for a human.",
+    )
+    redrive_table: str = Field(
+        default="orders_redrive_log",
+        description="PostgreSQL table of re-driven message ids (makes re-drive idempotent).",
+    )
     publish_window: int = Field(
         default=1000, description="Messages in flight awaiting publisher confirms."
     )
@@ -66,6 +74,7 @@ class OrdersStreamResource(dg.ConfigurableResource):
             },
         )
         rabbitmq.declare_queue(channel, self.dead_letter_queue)
+        rabbitmq.declare_queue(channel, self.parking_queue)
         channel.queue_bind(self.results_queue, self.results_exchange, self.results_routing_key)
         channel.queue_bind(
             self.dead_letter_queue, self.dead_letter_exchange, self.dead_letter_routing_key

@@ -4,8 +4,8 @@ Sends one signed event of each routed type (plus an unknown type, a duplicate an
 delivery) to a running receiver, evaluates the routing sensor as the daemon would, and
 executes the batch runs it requests in the given instance, skipping run keys the instance
 already has, as the daemon does; then shows each event's outcome from the inbox. The
-receiver's sources and secrets come from the same environment
-variables the receiver reads (``WEBHOOK_SOURCES``, ``WEBHOOK_SECRET_<NAME>``).
+receiver's sources and secrets come from the same environment variables the receiver reads
+(``WEBHOOK_SOURCES``, ``WEBHOOK_SECRET_<NAME>`` or ``WEBHOOK_SECRETS_<NAME>``).
 
 Standalone: ``python -m integration_patterns.devstack.demo_webhooks`` starts a receiver on a
 free port for the duration.
@@ -30,8 +30,8 @@ from integration_patterns.devstack.webhook_fixtures import (
 )
 from integration_patterns.resources.postgres import PostgresResource
 from integration_patterns.services.webhook_receiver.config import (
-    secret_variable,
     settings_from_env,
+    source_secrets,
 )
 
 EVENT_TYPES = ["order.created", "payment.received", "user.updated", "invoice.voided"]
@@ -64,7 +64,7 @@ def _send(receiver_url: str, lines: list[str]) -> set[str]:
     with httpx.Client(base_url=receiver_url, timeout=10) as client:
         for n, event_type in enumerate(EVENT_TYPES):
             source = settings.sources[names[n % len(names)]]
-            secrets = os.environ[secret_variable(source.name)].split(",")
+            _, secrets = source_secrets(os.environ, source.name)
             payload = sample_event(event_type, n, delivery_id=f"demo-{stamp}-{n}")
             body, headers = signed_delivery(source.scheme, secrets, payload)
             response = client.post(f"/webhooks/{source.name}", content=body, headers=headers)

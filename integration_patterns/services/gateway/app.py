@@ -42,6 +42,8 @@ from integration_patterns.services.gateway.auth import (
     TokenVerifier,
 )
 from integration_patterns.services.gateway.dagster_client import (
+    PARTITION_TAG,
+    BackfillNotFoundError,
     CancelRejectedError,
     DagsterClient,
     DagsterUnavailableError,
@@ -52,11 +54,16 @@ from integration_patterns.services.gateway.dagster_client import (
     RunNotFoundError,
 )
 from integration_patterns.services.gateway.models import (
+    MAX_BACKFILL_PARTITIONS,
+    BackfillAccepted,
+    BackfillRequest,
+    BackfillResult,
     Error,
     Health,
     Job,
     JobList,
     LaunchRequest,
+    PartitionList,
     RunAccepted,
     RunResult,
 )
@@ -71,6 +78,7 @@ REQUEST_TAG = "gateway/request_sha256"
 SUBJECT_TAG = "gateway/subject"
 JOB_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,199}$"
 RUN_ID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+BACKFILL_ID = r"^[a-z]{8}$"  # Dagster's make_new_backfill_id()
 POLL_FIRST_SECONDS = 0.2
 POLL_MAX_SECONDS = 1.0
 
@@ -281,7 +289,7 @@ def create_app(settings: GatewaySettings, dagster: DagsterClient | None = None) 
         """Run a blocking Dagster call in the thread pool, mapping its errors to statuses."""
         try:
             return await run_in_threadpool(fn, *args, **kwargs)
-        except (JobNotFoundError, RunNotFoundError) as exc:
+        except (JobNotFoundError, RunNotFoundError, BackfillNotFoundError) as exc:
             raise GatewayError(404, str(exc)) from None
         except RunConfigInvalidError as exc:
             detail = [
@@ -387,6 +395,19 @@ def create_app(settings: GatewaySettings, dagster: DagsterClient | None = None) 
         request = body or LaunchRequest()
         await dagster_call(client.job, job)
         tags = {**request.tags, SUBJECT_TAG: caller.subject}
+        keys = await dagster_call(client.partition_keys, job)
+        if request.partition is not None:
+            if not keys:
+                raise GatewayError(422, f"job {job} is not partitioned: omit partition")
+            if request.partition not in keys:
+                raise GatewayError(422, f"job {job} has no partition {request.partition!r}")
+            tags[PARTITION_TAG] = request.partition
+        elif keys:
+            raise GatewayError(
+                422,
+                f"job {job} is partitioned: give a partition (e.g. {keys[-1]!r}), or "
+                f"POST /api/v1/jobs/{job}/backfills with a partition_range",
+            )
         replayed = False
         if idempotency_key is None:
             run_id = await dagster_call(
@@ -428,6 +449,82 @@ def create_app(settings: GatewaySettings, dagster: DagsterClient | None = None) 
             # The run exists: never lose its id because a follow-up read failed.
             status = "UNKNOWN"
         return JSONResponse({"run_id": run_id, "status": status}, 202, headers)
+
+    @app.get(
+        "/api/v1/jobs/{job}/partitions",
+        response_model=PartitionList,
+        responses={**_ERRORS, 404: {"model": Error, "description": "No such job"}},
+    )
+    async def list_partitions(
+        caller: Caller, job: Annotated[str, Path(pattern=JOB_NAME, description="Job name")]
+    ) -> PartitionList:
+        """A job's partition keys, oldest first (scope ``jobs:read``)."""
+        caller.require(READ_SCOPE)
+        return PartitionList(job=job, partitions=await dagster_call(client.partition_keys, job))
+
+    @app.post(
+        "/api/v1/jobs/{job}/backfills",
+        status_code=202,
+        response_model=BackfillAccepted,
+        responses={**_ERRORS, 404: {"model": Error, "description": "No such job"}},
+    )
+    async def launch_backfill(
+        caller: Caller,
+        job: Annotated[str, Path(pattern=JOB_NAME, description="Job name")],
+        body: BackfillRequest,
+    ) -> JSONResponse:
+        """Run a partitioned job once per partition of a range (scope as for a launch).
+
+        Dagster's backfill daemon creates the runs; follow them at the ``Location``.
+        """
+        caller.require_launch(job)
+        keys = await dagster_call(client.partition_keys, job)
+        if not keys:
+            raise GatewayError(422, f"job {job} is not partitioned")
+        span = body.partition_range
+        index = {key: n for n, key in enumerate(keys)}
+        for bound in (span.start, span.end):
+            if bound not in index:
+                raise GatewayError(422, f"job {job} has no partition {bound!r}")
+        first, last = index[span.start], index[span.end]
+        if first > last:
+            raise GatewayError(422, "partition_range.start comes after partition_range.end")
+        if last - first + 1 > MAX_BACKFILL_PARTITIONS:
+            raise GatewayError(
+                422, f"a backfill covers at most {MAX_BACKFILL_PARTITIONS} partitions"
+            )
+        partitions = keys[first : last + 1]
+        tags = {**body.tags, SUBJECT_TAG: caller.subject}
+        backfill_id = await dagster_call(
+            client.launch_backfill, job, partitions=partitions, tags=tags
+        )
+        accepted = BackfillAccepted(
+            backfill_id=backfill_id, status="REQUESTED", partitions=partitions
+        )
+        return JSONResponse(
+            accepted.model_dump(), 202, {"Location": f"/api/v1/backfills/{backfill_id}"}
+        )
+
+    @app.get(
+        "/api/v1/backfills/{backfill_id}",
+        response_model=BackfillResult,
+        responses={**_ERRORS, 404: {"model": Error, "description": "No such backfill"}},
+    )
+    async def get_backfill(
+        caller: Caller, backfill_id: Annotated[str, Path(pattern=BACKFILL_ID)]
+    ) -> BackfillResult:
+        """A backfill's status and its runs so far (scope ``jobs:read``)."""
+        caller.require(READ_SCOPE)
+        info = await dagster_call(client.backfill, backfill_id)
+        return BackfillResult.model_validate(
+            {
+                "backfill_id": info.backfill_id,
+                "job": info.job_name,
+                "status": info.status,
+                "partitions": info.partitions,
+                "runs": info.runs,
+            }
+        )
 
     @app.get(
         "/api/v1/runs/{run_id}",

@@ -69,6 +69,13 @@ class CancelRejectedError(DagsterError):
     """The run cannot be cancelled (typically: it already finished)."""
 
 
+class BackfillNotFoundError(DagsterError):
+    """No such backfill (or it belongs to another code location)."""
+
+
+PARTITION_TAG = "dagster/partition"
+
+
 @dataclass(frozen=True)
 class JobInfo:
     """One job of the code location."""
@@ -211,6 +218,58 @@ query GatewayRunEvents($runId: ID!, $cursor: String, $limit: Int) {
 )
 
 
+_PARTITION_KEYS_QUERY = """
+query GatewayPartitionKeys($selector: PipelineSelector!) {
+  pipelineOrError(params: $selector) {
+    __typename
+    ... on Pipeline { partitionKeysOrError { partitionKeys } }
+    ... on PipelineNotFoundError { message }
+    ... on PythonError { message }
+  }
+}
+"""
+
+_LAUNCH_BACKFILL = """
+mutation GatewayBackfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionSetNotFoundError { message }
+    ... on PartitionKeysNotFoundError { message }
+    ... on UnauthorizedError { message }
+    ... on RunConfigValidationInvalid { errors { message reason } }
+  }
+}
+"""
+
+_BACKFILL_QUERY = """
+query GatewayBackfillStatus($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill {
+      id status partitionNames partitionSetName
+      partitionSet { pipelineName repositoryOrigin { repositoryLocationName } }
+      runs { runId status tags { key value } }
+    }
+    ... on BackfillNotFoundError { message }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class BackfillInfo:
+    """A backfill of one job over partitions, and the runs it has created so far."""
+
+    backfill_id: str
+    job_name: str
+    status: str
+    partitions: list[str]
+    runs: list[dict[str, str | None]]
+
+
 def metadata_value(entry: Mapping[str, Any]) -> Any:
     """A metadata entry's value as plain JSON (the UI's typed entries flattened)."""
     kind = entry["__typename"]
@@ -284,6 +343,7 @@ class DagsterClient:
         self._jobs_lock = threading.Lock()
         self._jobs: dict[str, JobInfo] = {}
         self._jobs_expire = 0.0
+        self._partitions: dict[str, tuple[float, list[str]]] = {}
         self._queues_runs: bool | None = None
 
     @property
@@ -368,6 +428,84 @@ class DagsterClient:
             if found:
                 return found
         raise JobNotFoundError(f"no job named {name!r} in code location {self._location!r}")
+
+    def partition_keys(self, job: str) -> list[str]:
+        """The job's partition keys, oldest first ([] when unpartitioned); cached briefly."""
+        now = time.monotonic()
+        cached = self._partitions.get(job)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        info = self.job(job)
+        selector = {
+            "pipelineName": job,
+            "repositoryName": info.repository,
+            "repositoryLocationName": info.location,
+        }
+        result = self._query(_PARTITION_KEYS_QUERY, {"selector": selector})["pipelineOrError"]
+        if result["__typename"] == "PipelineNotFoundError":
+            raise JobNotFoundError(f"no job named {job!r}")
+        if result["__typename"] != "Pipeline":
+            raise DagsterUnavailableError(f"cannot read partitions: {result.get('message')}")
+        keys = list(result["partitionKeysOrError"]["partitionKeys"])
+        self._partitions[job] = (now + JOBS_CACHE_SECONDS, keys)
+        return keys
+
+    def launch_backfill(self, job: str, *, partitions: list[str], tags: Mapping[str, str]) -> str:
+        """Ask Dagster to run ``job`` once per partition (its backfill daemon does); the id."""
+        info = self.job(job)
+        params = {
+            "selector": {
+                "partitionSetName": f"{job}_partition_set",
+                "repositorySelector": {
+                    "repositoryName": info.repository,
+                    "repositoryLocationName": info.location,
+                },
+            },
+            "partitionNames": partitions,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        }
+        result = self._query(_LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        kind = result["__typename"]
+        if kind == "LaunchBackfillSuccess":
+            return result["backfillId"]
+        if kind == "RunConfigValidationInvalid":
+            errors = [
+                {"message": e["message"], "path": [], "reason": e["reason"]}
+                for e in result["errors"]
+            ]
+            raise RunConfigInvalidError(errors)
+        if kind in ("PartitionSetNotFoundError", "PartitionKeysNotFoundError"):
+            raise LaunchRejectedError(kind, result.get("message") or kind)
+        raise DagsterUnavailableError(f"backfill failed in Dagster ({kind})")
+
+    def backfill(self, backfill_id: str) -> BackfillInfo:
+        """A backfill of this location, with its runs' ids, statuses and partitions."""
+        result = self._query(_BACKFILL_QUERY, {"id": backfill_id})["partitionBackfillOrError"]
+        if result["__typename"] == "BackfillNotFoundError":
+            raise BackfillNotFoundError(f"no backfill {backfill_id}")
+        if result["__typename"] != "PartitionBackfill":
+            raise DagsterUnavailableError(f"cannot read backfill: {result.get('message')}")
+        partition_set = result.get("partitionSet") or {}
+        origin = partition_set.get("repositoryOrigin") or {}
+        if origin.get("repositoryLocationName") != self._location:
+            raise BackfillNotFoundError(f"no backfill {backfill_id}")
+        runs = []
+        for run in result.get("runs") or []:
+            tags = {t["key"]: t["value"] for t in run["tags"]}
+            runs.append(
+                {
+                    "run_id": run["runId"],
+                    "status": run["status"],
+                    "partition": tags.get(PARTITION_TAG),
+                }
+            )
+        return BackfillInfo(
+            backfill_id=result["id"],
+            job_name=partition_set.get("pipelineName", ""),
+            status=result["status"],
+            partitions=list(result.get("partitionNames") or []),
+            runs=runs,
+        )
 
     def launch(self, job: str, *, run_config: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """Submit a run of ``job`` (queued by the instance's run coordinator); its run id."""

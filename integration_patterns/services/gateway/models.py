@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,12 +13,46 @@ MAX_TAG_VALUE = 1000
 # prefixes are reserved so a client cannot forge an idempotency key or a system tag.
 _TAG_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,63}(/[A-Za-z0-9_.-]{1,63})?$")
 RESERVED_TAG_PREFIXES = ("dagster/", "gateway/", ".dagster")
+MAX_PARTITION_KEY = 200
+MAX_BACKFILL_PARTITIONS = 1000
+
+
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    for key, value in tags.items():
+        if not _TAG_KEY.match(key):
+            raise ValueError(f"tag key {key!r} must be letters, digits, '_', '.', '-'")
+        if key.startswith(RESERVED_TAG_PREFIXES):
+            raise ValueError(f"tag key {key!r} uses a reserved prefix")
+        if len(value) > MAX_TAG_VALUE:
+            raise ValueError(f"tag {key!r} is longer than {MAX_TAG_VALUE} characters")
+    return tags
+
+
+PartitionKey = Annotated[str, Field(min_length=1, max_length=MAX_PARTITION_KEY)]
+# The tag rules above, stated in the OpenAPI document so clients (and fuzzers) see them.
+_TAGS_SCHEMA: dict[str, Any] = {
+    "maxProperties": MAX_TAGS,
+    "propertyNames": {
+        "pattern": _TAG_KEY.pattern,
+        "not": {"pattern": "^(" + "|".join(re.escape(p) for p in RESERVED_TAG_PREFIXES) + ")"},
+    },
+    "additionalProperties": {"type": "string", "maxLength": MAX_TAG_VALUE},
+}
 
 
 class LaunchRequest(BaseModel):
-    """What to run: the job's run config and extra run tags (both optional)."""
+    """What to run: run config, extra tags and, for a partitioned job, its partition."""
 
     model_config = ConfigDict(extra="forbid")
+
+    partition: PartitionKey | None = Field(
+        default=None,
+        description="Partition key to run, required for a partitioned job (e.g. "
+        "customer_enrichment: '2026-11-29'; GET /api/v1/jobs/{job}/partitions lists them) "
+        "and refused for others. A range is a backfill: POST /api/v1/jobs/{job}/backfills.",
+    )
 
     run_config: dict[str, Any] = Field(
         default_factory=dict,
@@ -29,21 +63,68 @@ class LaunchRequest(BaseModel):
         default_factory=dict,
         description=f"Extra run tags (at most {MAX_TAGS}); keys 'dagster/' and 'gateway/' "
         "are reserved.",
+        json_schema_extra=_TAGS_SCHEMA,
     )
 
-    @field_validator("tags")
-    @classmethod
-    def _check_tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        if len(tags) > MAX_TAGS:
-            raise ValueError(f"at most {MAX_TAGS} tags")
-        for key, value in tags.items():
-            if not _TAG_KEY.match(key):
-                raise ValueError(f"tag key {key!r} must be letters, digits, '_', '.', '-'")
-            if key.startswith(RESERVED_TAG_PREFIXES):
-                raise ValueError(f"tag key {key!r} uses a reserved prefix")
-            if len(value) > MAX_TAG_VALUE:
-                raise ValueError(f"tag {key!r} is longer than {MAX_TAG_VALUE} characters")
-        return tags
+    _tags = field_validator("tags")(_check_tags)
+
+
+class PartitionRange(BaseModel):
+    """First and last partition keys, both included, in the job's partition order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: PartitionKey
+    end: PartitionKey
+
+
+class BackfillRequest(BaseModel):
+    """A backfill: one run of the job per partition of the range, created by Dagster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition_range: PartitionRange
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"Extra tags for the backfill's runs (at most {MAX_TAGS}); keys "
+        "'dagster/' and 'gateway/' are reserved.",
+        json_schema_extra=_TAGS_SCHEMA,
+    )
+
+    _tags = field_validator("tags")(_check_tags)
+
+
+class BackfillAccepted(BaseModel):
+    """A backfill Dagster accepted; its runs are created by the daemon as it proceeds."""
+
+    backfill_id: str
+    status: str
+    partitions: list[str]
+
+
+class BackfillRun(BaseModel):
+    """One run of a backfill."""
+
+    run_id: str
+    status: str
+    partition: str | None = None
+
+
+class BackfillResult(BaseModel):
+    """A backfill's status and the runs it has created so far."""
+
+    backfill_id: str
+    job: str
+    status: str = Field(description="Dagster's backfill status (REQUESTED, COMPLETED...)")
+    partitions: list[str]
+    runs: list[BackfillRun]
+
+
+class PartitionList(BaseModel):
+    """A job's partition keys, oldest first (empty for an unpartitioned job)."""
+
+    job: str
+    partitions: list[str]
 
 
 class Job(BaseModel):

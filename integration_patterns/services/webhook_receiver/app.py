@@ -102,13 +102,17 @@ def _reject_constant(name: str) -> Any:
 def _form_payload(body: bytes) -> bytes:
     """The JSON in GitHub's form-encoded delivery: the one ``payload`` field."""
     try:
-        fields = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
-    except (UnicodeDecodeError, ValueError):
+        fields = parse_qs(
+            body.decode("ascii"), keep_blank_values=True, strict_parsing=True, errors="strict"
+        )
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not valid UTF-8 JSON") from None
+    except ValueError:
         raise Rejected(400, "form body is not application/x-www-form-urlencoded") from None
     values = fields.get("payload", [])
     if len(fields) != 1 or len(values) != 1:
         raise Rejected(400, "form body must hold exactly one 'payload' field")
-    return values[0].encode("utf-8", "surrogatepass")
+    return values[0].encode("utf-8")
 
 
 def _parse(body: bytes) -> tuple[str, dict[str, Any]]:

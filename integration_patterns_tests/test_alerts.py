@@ -26,7 +26,7 @@ from integration_patterns.defs.operations.sensors import alert_on_run_failure, o
 from integration_patterns.defs.operations.sinks import AlertSinks
 from integration_patterns.defs.webhooks.store import WebhookStore
 from integration_patterns.devstack.orders_load import produce_orders
-from integration_patterns.services.webhook_receiver.inbox import ensure_inbox
+from integration_patterns.inbox import ensure_inbox
 from integration_patterns_tests import test_messaging
 from integration_patterns_tests.conftest import rabbitmq_from_env
 from integration_patterns_tests.test_messaging import sensor_tick
@@ -236,22 +236,17 @@ def test_dead_letter_depth_alerts(stream, kafka, rabbitmq, postgres, sinks, reco
     assert quiet.alerts == [] and "3 in" in quiet.summary
 
 
-def test_inbox_monitor_reads_unknown_until_the_status_columns_exist(postgres, unique):
+def test_inbox_monitor_reads_unknown_until_the_inbox_exists(postgres, unique):
     schema = f"inbox_{unique}"
     limits = monitors.Thresholds(inbox_backlog_max=1, inbox_failed_max=0)
     try:
         assert "unknown" in monitors.webhook_inbox(postgres, schema, limits).summary
         with postgres.get_connection() as conn:
-            ensure_inbox(conn, schema)  # the receiver's table, before the status columns
-        assert "unknown" in monitors.webhook_inbox(postgres, schema, limits).summary
+            ensure_inbox(conn, schema)
+        empty = monitors.webhook_inbox(postgres, schema, limits)
+        assert empty.alerts == [] and "0 pending" in empty.summary
         inbox = sql.Identifier(schema, "webhook_inbox")
         with postgres.get_connection() as conn:
-            conn.execute(
-                sql.SQL(
-                    "ALTER TABLE {} ADD COLUMN status text NOT NULL DEFAULT 'pending', "
-                    "ADD COLUMN reason text"
-                ).format(inbox)
-            )
             for i, status in enumerate(["pending", "pending", "failed", "processed"]):
                 conn.execute(
                     sql.SQL(

@@ -19,6 +19,7 @@ from pydantic import Field
 from integration_patterns.defs.messaging.stalls import find_stall
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
 from integration_patterns.defs.operations.alert import Alert
+from integration_patterns.inbox import FAILED, INBOX_TABLE, PENDING, inbox_table
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.postgres import PostgresResource
 from integration_patterns.resources.rabbitmq import RabbitMQResource
@@ -125,28 +126,21 @@ def dead_letter_depth(
 def webhook_inbox(postgres: PostgresResource, schema: str, limits: Thresholds) -> Reading:
     """Pending backlog (count, oldest) and failed events of the webhook inbox.
 
-    The status columns arrive with the batched webhook processing; an inbox without them
-    reads as "unknown" rather than failing the monitor.
+    Reads the contract of ``integration_patterns.inbox``; an inbox the receiver has not
+    created yet reads as "unknown" rather than failing the monitor.
     """
+    table = inbox_table(schema)
     with postgres.get_connection() as conn:
-        columns = {
-            row[0]
-            for row in conn.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = %s AND table_name = 'webhook_inbox'",
-                (schema,),
-            ).fetchall()
-        }
-        if not columns:
-            return Reading(f"webhook inbox: unknown (no table {schema}.webhook_inbox yet)")
-        if not {"status", "received_at"} <= columns:
-            return Reading("webhook inbox: unknown (the inbox has no status column yet)")
+        exists = conn.execute("SELECT to_regclass(%s)", (table.as_string(None),)).fetchone()
+        if exists is None or exists[0] is None:
+            return Reading(f"webhook inbox: unknown (no table {schema}.{INBOX_TABLE} yet)")
         pending, oldest, failed = conn.execute(
             sql.SQL(
-                "SELECT count(*) FILTER (WHERE status = 'pending'), "
-                "min(received_at) FILTER (WHERE status = 'pending'), "
-                "count(*) FILTER (WHERE status = 'failed') FROM {}"
-            ).format(sql.Identifier(schema, "webhook_inbox"))
+                "SELECT count(*) FILTER (WHERE status = %s), "
+                "min(received_at) FILTER (WHERE status = %s), "
+                "count(*) FILTER (WHERE status = %s) FROM {}"
+            ).format(table),
+            (PENDING, PENDING, FAILED),
         ).fetchone()
     age_s = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
     alerts = []

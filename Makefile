@@ -8,7 +8,7 @@ RUN := uv run --frozen --env-file .env.example --env-file .env
 SERVICES := $(RUN) python -m integration_patterns.devstack.services
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install services status down demo test dev pools lint bench seed token
+.PHONY: install services status down demo test dev pools lint bench seed token worker
 
 .env:
 	cp .env.example .env
@@ -52,6 +52,11 @@ dev: pools
 	$(RUN) python -m integration_patterns.services.webhook_receiver --port 8090 & receiver=$$!; \
 	$(RUN) python -m integration_patterns.services.gateway --port 8080 & gateway=$$!; \
 	$(RUN) dg dev --host 127.0.0.1 --port 3000
+
+# One Celery worker for customer_enrichment_celery, in .workers/<NAME>/ (start two, in two
+# shells with different NAMEs, for two). It needs the Dagster instance's storage to be shared.
+worker: services
+	$(RUN) python -m integration_patterns.devstack.celery_workers $(if $(NAME),--name $(NAME))
 
 lint: install
 	$(RUN) ruff check .

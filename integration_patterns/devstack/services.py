@@ -312,6 +312,24 @@ def rabbitmq_up() -> None:
     run(["rabbitmqctl", "await_startup", "--timeout", "60"], env=RABBIT_ENV)
 
 
+def rabbitmq_vhost(name: str, *, delete: bool = False) -> None:
+    """Create (or delete) a virtual host that ``RABBITMQ_USER`` may use fully.
+
+    A vhost is RabbitMQ's namespace: a Celery deployment or test in its own never sees
+    another's queues, while the node (and everyone else's vhosts) stays as it is.
+    """
+    if delete:
+        run(["rabbitmqctl", "-q", "delete_vhost", name], check=False, env=RABBIT_ENV, timeout=60)
+        return
+    user = os.environ.get("RABBITMQ_USER", "guest")
+    run(["rabbitmqctl", "-q", "add_vhost", name], check=False, env=RABBIT_ENV, timeout=60)
+    run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", name, user, ".*", ".*", ".*"],
+        env=RABBIT_ENV,
+        timeout=60,
+    )
+
+
 def rabbitmq_down() -> None:
     """Stop the node if it runs."""
     run(["rabbitmqctl", "stop"], check=False, env=RABBIT_ENV, timeout=60)

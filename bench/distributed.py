@@ -1,0 +1,205 @@
+"""The enrichment on two Celery workers with S3 outputs against the same job in process.
+
+Ours: one partition of ``customer_enrichment_celery`` (dagster-celery on the stack's
+RabbitMQ, a vhost of its own, two ``solo`` workers in their own directories, every output
+through S3 as Parquet), launched with ``execute_job`` on a PostgreSQL-backed instance.
+Baseline, alternating with ours: the same assets in process (``execute_in_process``, outputs
+in memory). The ratio is in-process time over Celery time: on this 2-core machine no
+speed-up is possible, so it measures the distributed engine's overhead (goal 0.7). Both
+sides start from an empty analytics table; the workers are warmed by one untimed run (their
+first step imports the code location).
+
+Also the Kafka orders sensor's tick time at 1 and at 32 partitions (one client per tick).
+
+``BENCH_DISTRIBUTED_PRESET`` picks the data volume (default ``large``: 100,000 customers,
+1,000,000 orders and events; ``medium`` for a quick look). The data is seeded once into its
+own schema and collection and reused while its counts match.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+from psycopg import sql
+
+from bench.report import Comparison, write
+from integration_patterns.defs.enrichment import assets
+from integration_patterns.defs.enrichment.schedule import customer_enrichment
+from integration_patterns.defs.enrichment.store import EnrichmentStore
+from integration_patterns.defs.messaging.sensor import kafka_orders_sensor
+from integration_patterns.defs.messaging.stream import OrdersStreamResource
+from integration_patterns.devstack import sample_data, services
+from integration_patterns.devstack.celery_workers import celery_workers
+from integration_patterns.devstack.orders_load import produce_orders
+from integration_patterns.resources.kafka import KafkaResource
+from integration_patterns.resources.s3 import s3_resource_from_env
+
+PROJECT = Path(__file__).resolve().parents[1]
+REPETITIONS = 2
+TICKS = 5
+END = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+PARTITION = "2026-01-31"
+STORE = EnrichmentStore(schema_name="bench_distributed", events_collection="bench_dist_events")
+
+
+def _seeded(postgres, mongo, volume: sample_data.Volume) -> bool:
+    try:
+        (orders,) = postgres.fetch_all(
+            sql.SQL("SELECT count(*) FROM {}").format(STORE.table("orders"))
+        )[0]
+    except Exception:  # no table yet
+        return False
+    return (
+        orders == volume.orders
+        and mongo.db()[STORE.events_collection].estimated_document_count() == volume.events
+    )
+
+
+def _empty_target(postgres) -> None:
+    with postgres.get_connection() as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(STORE.table("customer_analytics")))
+
+
+def _in_process(defs: dg.Definitions, postgres) -> float:
+    _empty_target(postgres)
+    started = time.perf_counter()
+    result = defs.resolve_job_def("customer_enrichment").execute_in_process(partition_key=PARTITION)
+    assert result.success
+    return time.perf_counter() - started
+
+
+def _on_celery(instance: dg.DagsterInstance, postgres) -> float:
+    from integration_patterns_tests import celery_job  # the workers import it too
+
+    _empty_target(postgres)
+    started = time.perf_counter()
+    result = dg.execute_job(
+        dg.reconstructable(celery_job.enrichment_on_celery),
+        instance=instance,
+        tags={"dagster/partition": PARTITION},
+    )
+    assert result.success
+    return time.perf_counter() - started
+
+
+def _sensor_tick_seconds(kafka: KafkaResource, partitions: int, unique: str) -> list[float]:
+    topic = f"bench-orders-{partitions}-{unique}"
+    produce_orders(kafka, topic=topic, count=100 * partitions, partitions=partitions)
+    stream = OrdersStreamResource(topic=topic, group_id=f"{topic}-group", batch_size=50)
+    samples = []
+    for _ in range(TICKS):
+        context = dg.build_sensor_context(resources={"kafka": kafka, "orders_stream": stream})
+        started = time.perf_counter()
+        kafka_orders_sensor(context)
+        samples.append(time.perf_counter() - started)
+    kafka.admin().delete_topics([topic])
+    return samples
+
+
+def main() -> None:
+    preset = os.environ.get("BENCH_DISTRIBUTED_PRESET", "large")
+    volume = sample_data.PRESETS[preset]
+    unique = uuid.uuid4().hex[:8]
+    vhost = f"bench-{unique}"
+    env = os.environ
+    settings = {
+        "DAGSTER_CELERY_BROKER_URL": f"amqp://{env['RABBITMQ_USER']}:{env['RABBITMQ_PASSWORD']}"
+        f"@{env['RABBITMQ_HOST']}:{env['RABBITMQ_PORT']}/{vhost}",
+        "CELERY_TEST_SCHEMA": STORE.schema_name,
+        "CELERY_TEST_COLLECTION": STORE.events_collection,
+        "S3_TEST_PREFIX": f"bench/{unique}",
+        "PYTHONPATH": str(PROJECT),
+    }
+    os.environ.update(settings)
+    services.rabbitmq_vhost(vhost)
+    postgres, mongo = sample_data.resources_from_env()
+    home = Path(tempfile.mkdtemp(prefix="bench-distributed-"))
+    shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
+    try:
+        seed_seconds = None
+        if not _seeded(postgres, mongo, volume):
+            seed_seconds = sample_data.seed(
+                postgres,
+                mongo,
+                volume=volume,
+                schema=STORE.schema_name,
+                collection=STORE.events_collection,
+                end=END,
+            ).seconds
+        job_postgres, job_mongo = sample_data.resources_from_env()
+        defs = dg.Definitions(
+            assets=[
+                assets.customers,
+                assets.user_events,
+                assets.enriched_customers,
+                assets.customer_analytics,
+            ],
+            asset_checks=[assets.score_in_range, assets.one_row_per_customer],
+            jobs=[customer_enrichment],
+            resources={"postgres": job_postgres, "mongo": job_mongo, "enrichment_store": STORE},
+        )
+        in_process, celery = [], []
+        with (
+            dg.DagsterInstance.from_config(str(home)) as instance,
+            celery_workers(["bench-a", "bench-b"], env=dict(os.environ), root=home / "w"),
+        ):
+            _in_process(defs, postgres)  # warm-up, not measured
+            _on_celery(instance, postgres)
+            for _ in range(REPETITIONS):
+                in_process.append(_in_process(defs, postgres))
+                celery.append(_on_celery(instance, postgres))
+        kafka = KafkaResource(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"])
+        ticks = {p: _sensor_tick_seconds(kafka, p, unique) for p in (1, 32)}
+    finally:
+        services.rabbitmq_vhost(vhost, delete=True)
+        client = s3_resource_from_env().get_client()
+        listing = client.list_objects_v2(Bucket=env["S3_BUCKET"], Prefix=f"bench/{unique}")
+        for item in listing.get("Contents", []):
+            client.delete_object(Bucket=env["S3_BUCKET"], Key=item["Key"])
+        postgres.close()
+        mongo.close()
+        shutil.rmtree(home, ignore_errors=True)
+    tick_1, tick_32 = (statistics.median(ticks[p]) for p in (1, 32))
+    write(
+        "distributed",
+        [
+            Comparison(
+                name="celery vs in-process",
+                unit="s",
+                ours=round(statistics.median(celery), 2),
+                baseline_name="execute_in_process, outputs in memory",
+                baseline=round(statistics.median(in_process), 2),
+                goal=0.7,
+                higher_is_better=False,
+                extra={
+                    "preset": preset,
+                    "workers": 2,
+                    "celery_samples_s": [round(s, 2) for s in celery],
+                    "in_process_samples_s": [round(s, 2) for s in in_process],
+                    "seed_seconds": seed_seconds,
+                    "machine": "2 cores shared with five other engineers' tests",
+                },
+            ),
+            Comparison(
+                name="sensor tick, 32 vs 1 partitions",
+                unit="s",
+                ours=round(tick_32, 3),
+                baseline_name="tick at 1 partition",
+                baseline=round(tick_1, 3),
+                goal=0.5,
+                higher_is_better=False,
+                extra={
+                    "tick_1_samples_s": [round(s, 3) for s in ticks[1]],
+                    "tick_32_samples_s": [round(s, 3) for s in ticks[32]],
+                },
+            ),
+        ],
+    )

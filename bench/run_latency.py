@@ -7,7 +7,8 @@ means this location costs nothing over Dagster's own floor):
 - "load vs minimal location": wall seconds of a fresh interpreter that imports the location
   and builds its repository (``defs().get_repository_def()``, every job resolved), ours
   (``integration_patterns.definitions``) and ``bench/minimal_location.py`` alternating,
-  median of ``LOAD_REPETITIONS``.
+  median of ``LOAD_REPETITIONS``; the CPU seconds of the same processes are in extra
+  (steadier than wall seconds on a machine others are loading).
 - "run latency vs minimal location (graphql|gateway)": wall seconds from the launch request
   to the run's success, ``platform_smoke`` (one step probing PostgreSQL, MongoDB, Kafka and
   RabbitMQ) against the minimal location's ``trivial`` job, both in-process. One Dagster
@@ -26,6 +27,7 @@ tests: compare the two sides of one run, not figures across runs.
 
 from __future__ import annotations
 
+import resource
 import statistics
 import subprocess
 import sys
@@ -89,13 +91,19 @@ _MILESTONES = {
 }
 
 
-def load_seconds(module: str) -> float:
-    """Wall seconds of a fresh interpreter that loads ``module``'s definitions."""
+def load_seconds(module: str) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of a fresh interpreter loading ``module``'s defs.
+
+    CPU seconds barely move with the machine's load; wall seconds are what a run waits.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", _LOAD, module], cwd=PROJECT, check=True, capture_output=True
     )
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def workspace_file(directory: Path) -> Path:
@@ -201,9 +209,12 @@ def measure_runs(dagster_url: str, launchers: dict[str, Callable[[], str]]) -> d
 
 def main() -> None:
     load: dict[str, list[float]] = {"ours": [], "minimal": []}
+    load_cpu: dict[str, list[float]] = {"ours": [], "minimal": []}
     for _ in range(LOAD_REPETITIONS):
-        load["ours"].append(load_seconds(OURS[0]))
-        load["minimal"].append(load_seconds(MINIMAL[0]))
+        for side, module in (("ours", OURS[0]), ("minimal", MINIMAL[0])):
+            wall, cpu = load_seconds(module)
+            load[side].append(wall)
+            load_cpu[side].append(cpu)
 
     with tempfile.TemporaryDirectory(prefix="run_latency_") as directory:
         stack = dagster_stack(
@@ -242,7 +253,15 @@ def main() -> None:
             baseline=statistics.median(load["minimal"]),
             goal=GOAL,
             higher_is_better=False,
-            extra={"samples_s": {side: rounded(v) for side, v in load.items()}},
+            extra={
+                "samples_s": {side: rounded(v) for side, v in load.items()},
+                "cpu_s_median": {
+                    side: round(statistics.median(v), 2) for side, v in load_cpu.items()
+                },
+                "cpu_ratio": round(
+                    statistics.median(load_cpu["minimal"]) / statistics.median(load_cpu["ours"]), 3
+                ),
+            },
         )
     ]
     for via in ("graphql", "gateway"):

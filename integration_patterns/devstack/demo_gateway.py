@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -100,7 +100,7 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-def _location_loaded(url: str) -> bool:
+def _location_loaded(url: str, location: str = LOCATION) -> bool:
     query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
     query += "locationOrLoadError { __typename } } } } }"
     try:
@@ -109,10 +109,10 @@ def _location_loaded(url: str) -> bool:
         return False
     entries = body.get("data", {}).get("workspaceOrError", {}).get("locationEntries", [])
     for entry in entries:
-        if entry["name"] == LOCATION and entry["loadStatus"] == "LOADED":
+        if entry["name"] == location and entry["loadStatus"] == "LOADED":
             kind = (entry.get("locationOrLoadError") or {}).get("__typename")
             if kind != "RepositoryLocation":
-                raise StackError(f"code location {LOCATION} failed to load ({kind})")
+                raise StackError(f"code location {location} failed to load ({kind})")
             return True
     return False
 
@@ -239,6 +239,8 @@ def dagster_stack(
     database: str | None = None,
     clear_queue: bool = False,
     timeout: float = 120.0,
+    workspace: Path | None = None,
+    locations: Sequence[str] = (LOCATION,),
 ) -> Iterator[str]:
     """Run a Dagster webserver and daemon for this location; yield the webserver's URL.
 
@@ -260,6 +262,8 @@ def dagster_stack(
         clear_queue: cancel the instance's unfinished runs before the daemon starts; only
             with ``database`` (never on storage others use).
         timeout: seconds to wait for the code location to load.
+        workspace: a workspace file of other code locations (default: the repository's).
+        locations: the code locations to wait for (every one the workspace names).
     """
     port = port or free_port()
     home = Path(tempfile.mkdtemp(prefix="dagster_home_"))
@@ -272,11 +276,11 @@ def dagster_stack(
         if ensure_database(database, full_env):
             migrate = [str(bin_dir / "dagster"), "instance", "migrate"]
             subprocess.run(migrate, cwd=home, env=full_env, check=True, capture_output=True)
-    workspace = ["-w", str(PROJECT / "workspace.yaml")]
+    workspace_args = ["-w", str(workspace or PROJECT / "workspace.yaml")]
     url = f"http://{HOST}:{port}"
     processes = [
         _start(
-            [str(bin_dir / "dagster-webserver"), *workspace, "-h", HOST, "-p", str(port)],
+            [str(bin_dir / "dagster-webserver"), *workspace_args, "-h", HOST, "-p", str(port)],
             home,
             full_env,
             log_path,
@@ -284,7 +288,7 @@ def dagster_stack(
     ]
     try:
         deadline = time.monotonic() + timeout
-        while not _location_loaded(url):
+        while not all(_location_loaded(url, name) for name in locations):
             if processes[0].poll() is not None:
                 raise StackError(
                     f"webserver exited ({processes[0].returncode}):\n{_tail(log_path)}"
@@ -299,7 +303,7 @@ def dagster_stack(
                 if not database:
                     raise ValueError("clear_queue needs a database of the stack's own")
                 cancel_unfinished_runs(url)
-            daemon_command = [str(bin_dir / "dagster-daemon"), "run", *workspace]
+            daemon_command = [str(bin_dir / "dagster-daemon"), "run", *workspace_args]
             processes.append(_start(daemon_command, home, full_env, log_path))
         yield url
     finally:

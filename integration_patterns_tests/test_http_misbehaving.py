@@ -299,7 +299,7 @@ def test_a_repeated_cursor_or_link_fails_instead_of_looping(
 
     with pytest.raises(PaginationError) as raised:
         within(10, walk)
-    assert len(pages) == pages_before  # the repeated page is never fetched again
+    assert len(pages) == pages_before  # the repeated page is never yielded again
     assert raised.value.status == 200 and path in raised.value.url
 
 

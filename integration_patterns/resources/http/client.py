@@ -137,18 +137,19 @@ class RestClient:
         """Yield every page, following ``paginator`` (a cursor in ``next_cursor`` by default).
 
         ``data_path=None`` reads pages that are a bare JSON array (GitHub style). A page whose
-        URL was already fetched fails with :class:`PaginationError` instead of looping.
+        URL was already read fails with :class:`PaginationError` (before it is yielded again)
+        instead of looping.
         """
         paginator = paginator or CursorPaginator()
         url, query = paginator.first_request(url, dict(params or {}))
-        number, seen, response = 0, set(), None
+        number, seen = 0, set()
         while True:
-            page_url = str(self._build("GET", url, query, None, {}, math.inf).url)
-            if page_url in seen and response is not None:
-                what = f"pagination cycle: page {number} points back to {mask_url(page_url)}"
+            response = self.request("GET", url, params=query)
+            page_url = str(response.request.url)  # as sent: relative and absolute links agree
+            if page_url in seen:
+                what = f"pagination cycle: page {number} points back to a page already read"
                 raise self._fail(PaginationError, what, response)
             seen.add(page_url)
-            response = self.request("GET", url, params=query)
             body = self._json(response)
             items = body if not data_path else dig(body, data_path)
             if not isinstance(items, list):

@@ -99,6 +99,7 @@ def _app(server: MisbehavingServer) -> Starlette:
             "numeric_token": {"access_token": 12345678, "expires_in": 60},
             "no_token": {"expires_in": 60},
             "list": [TOKEN],
+            "mac": {"access_token": TOKEN, "token_type": "mac", "expires_in": 60},
         }
         if kind == "html":
             return Response("<html>login page</html>", media_type="text/html")

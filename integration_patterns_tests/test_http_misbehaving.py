@@ -376,6 +376,7 @@ def test_redirects_that_cannot_be_followed_are_typed_errors(server, params, why)
         ("bool", "expires_in"),
         ("object", "expires_in"),
         ("gzip_garbage", "could not be decoded"),
+        ("mac", "not bearer"),  # a token we cannot use as a bearer token
     ],
 )
 def test_unusable_token_responses_are_auth_errors(server, kind, why):

@@ -169,7 +169,8 @@ class OAuth2ClientCredentials(httpx.Auth):
     def _parse(self, response: httpx.Response, url: str, attempt: int) -> tuple[str, float]:
         """The access token and its lifetime in seconds, or an ``AuthError`` saying why not.
 
-        RFC 6749 section 5.1: a JSON object with a string ``access_token``; ``expires_in``
+        RFC 6749 section 5.1: a JSON object with a string ``access_token`` of ``token_type``
+        bearer (RFC 6750; a missing type is taken as bearer); ``expires_in``
         is recommended, so without it the token is kept an hour, but a value that is not a
         finite positive number would make the cache never (or always) refresh.
         """
@@ -195,6 +196,8 @@ class OAuth2ClientCredentials(httpx.Auth):
         if not isinstance(token, str) or not token.strip():
             raise refused("without a usable access_token")
         self._redact.add(token)  # before any error below quotes the body
+        if str(body.get("token_type", "bearer")).lower() != "bearer":
+            raise refused(f"with token_type {body.get('token_type')!r}, not bearer")
         expires_in = body.get("expires_in", 3600)
         try:
             lifetime = float(expires_in)

@@ -478,6 +478,16 @@ def test_slow_drip_body_stops_at_the_deadline(server):
     assert "deadline" in str(raised.value)
 
 
+def test_slow_drip_token_response_stops_at_the_deadline(server):
+    client = make_client(server, token_kind="drip", read_timeout=1.0)
+    assert client.auth is not None
+    client.auth.deadline = 1.5
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError, match="token request exceeded its deadline"):
+        within(8, lambda: client.get_json("/landing"))
+    assert time.monotonic() - started < 2.5
+
+
 def test_retries_stop_at_the_deadline(server):
     client = make_client(server, max_retries=50, backoff_base=0.4, deadline=1.0)
     started = time.monotonic()

@@ -59,6 +59,16 @@ class MisbehavingServer:
         self._sock.close()
 
 
+async def _drip(every: float, seconds: float) -> AsyncIterator[bytes]:
+    """A JSON body that takes ``seconds`` to arrive, one space every ``every`` seconds."""
+    yield b'{"data": ['
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        await asyncio.sleep(every)
+        yield b" "
+    yield b"]}"
+
+
 def _app(server: MisbehavingServer) -> Starlette:
     async def record(request: Request) -> bytes:
         body = await request.body()
@@ -99,7 +109,10 @@ def _app(server: MisbehavingServer) -> Starlette:
             "numeric_token": {"access_token": 12345678, "expires_in": 60},
             "no_token": {"expires_in": 60},
             "list": [TOKEN],
+            "mac": {"access_token": TOKEN, "token_type": "mac", "expires_in": 60},
         }
+        if kind == "drip":
+            return StreamingResponse(_drip(0.1, 10), media_type="application/json")
         if kind == "html":
             return Response("<html>login page</html>", media_type="text/html")
         if kind == "gzip_garbage":
@@ -186,15 +199,7 @@ def _app(server: MisbehavingServer) -> Starlette:
         every = float(request.query_params.get("every", "0.2"))
         seconds = float(request.query_params.get("seconds", "10"))
 
-        async def body() -> AsyncIterator[bytes]:
-            yield b'{"data": ['
-            started = time.monotonic()
-            while time.monotonic() - started < seconds:
-                await asyncio.sleep(every)
-                yield b" "
-            yield b"]}"
-
-        return StreamingResponse(body(), media_type="application/json")
+        return StreamingResponse(_drip(every, seconds), media_type="application/json")
 
     async def bad_body(request: Request) -> Response:
         """200 whose body cannot be read as promised: ``?kind=`` html, gzip or bytes."""

@@ -205,7 +205,7 @@ def _url(user: str, password: str, vhost: str) -> str:
 def test_rabbitmq_url_with_its_own_virtual_host_and_user(vhost_user, rabbitmq):
     vhost, user, password = vhost_user
     scoped = RabbitMQResource(url=_url(user, password, vhost), heartbeat_s=17)
-    assert scoped.address == f"127.0.0.1:5672{vhost}"
+    assert scoped.address == f"127.0.0.1:5672 vhost {vhost}"
     assert scoped.parameters().heartbeat == 17  # the resource's defaults fill the gaps
     with scoped.channel() as channel:
         scoped.declare_queue(channel, "orders")

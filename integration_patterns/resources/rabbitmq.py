@@ -60,10 +60,10 @@ class RabbitMQResource(dg.ConfigurableResource):
 
     @property
     def address(self) -> str:
-        """host:port/vhost, for messages (never the URL's credentials)."""
+        """host:port (and the URL's virtual host), for messages; never the URL's credentials."""
         if self.url:
             params = pika.URLParameters(self.url)
-            return f"{params.host}:{params.port}{params.virtual_host}"
+            return f"{params.host}:{params.port} vhost {params.virtual_host}"
         return f"{self.host}:{self.port}"
 
     def parameters(self) -> pika.ConnectionParameters | pika.URLParameters:

@@ -23,11 +23,8 @@ from urllib.parse import quote
 
 import httpx
 
-from integration_patterns.resources.http.errors import (
-    AuthError,
-    ConnectionFailedError,
-    ServerError,
-)
+from integration_patterns.resources.http.deadline import DeadlineStream, attempt_timeout
+from integration_patterns.resources.http.errors import AuthError, ServerError, for_transport
 from integration_patterns.resources.http.redaction import Redactor, excerpt, mask_url
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -48,6 +45,7 @@ class OAuth2ClientCredentials(httpx.Auth):
         http: httpx.Client,
         redact: Redactor,
         attempts: int = 3,
+        deadline: float | None = 60.0,
         clock: Callable[[], float] = time.monotonic,
         log: logging.Logger | None = None,
     ) -> None:
@@ -64,6 +62,7 @@ class OAuth2ClientCredentials(httpx.Auth):
         self._http = http
         self._redact = redact
         self._attempts = attempts
+        self.deadline = deadline
         self._clock = clock
         self.log = log or logging.getLogger(__name__)
         self._lock = threading.Lock()
@@ -113,11 +112,12 @@ class OAuth2ClientCredentials(httpx.Auth):
         else:
             form |= {"client_id": self.client_id, "client_secret": self._secret}
         url = mask_url(self.token_url, self._redact)
+        deadline = time.monotonic() + self.deadline if self.deadline else math.inf
         last: Exception | None = None
         for attempt in range(1, self._attempts + 1):
             started = time.perf_counter()
             try:
-                response = self._http.post(self.token_url, data=form, headers=headers)
+                response = self._post(form, headers, deadline)
                 self._logged(url, response.status_code, started, attempt)
             except httpx.DecodingError as exc:
                 self._logged(url, type(exc).__name__, started, attempt)
@@ -129,12 +129,11 @@ class OAuth2ClientCredentials(httpx.Auth):
                 ) from None
             except httpx.TransportError as exc:
                 self._logged(url, type(exc).__name__, started, attempt)
-                last = ConnectionFailedError(
-                    f"token request failed ({type(exc).__name__})",
-                    method="POST",
-                    url=url,
-                    attempts=attempt,
-                )
+                past = time.monotonic() + min(0.2 * 2**attempt, 2.0) >= deadline
+                error, what = for_transport(exc, past_deadline=past)
+                last = error(f"token request {what}", method="POST", url=url, attempts=attempt)
+                if past:
+                    break
                 time.sleep(min(0.2 * 2**attempt, 2.0))
                 continue
             if response.status_code >= 500:
@@ -166,10 +165,28 @@ class OAuth2ClientCredentials(httpx.Auth):
         assert last is not None
         raise last
 
+    def _post(
+        self, form: dict[str, str], headers: dict[str, str], deadline: float
+    ) -> httpx.Response:
+        """POST to the token endpoint and read the answer before ``deadline``."""
+        timeout = attempt_timeout(self._http.timeout, deadline) or httpx.USE_CLIENT_DEFAULT
+        request = self._http.build_request(
+            "POST", self.token_url, data=form, headers=headers, timeout=timeout
+        )
+        response = self._http.send(request, stream=True)
+        try:
+            if deadline < math.inf:
+                response.stream = DeadlineStream(response.stream, request, deadline)  # type: ignore[arg-type]
+            response.read()
+        finally:
+            response.close()
+        return response
+
     def _parse(self, response: httpx.Response, url: str, attempt: int) -> tuple[str, float]:
         """The access token and its lifetime in seconds, or an ``AuthError`` saying why not.
 
-        RFC 6749 section 5.1: a JSON object with a string ``access_token``; ``expires_in``
+        RFC 6749 section 5.1: a JSON object with a string ``access_token`` of ``token_type``
+        bearer (RFC 6750; a missing type is taken as bearer); ``expires_in``
         is recommended, so without it the token is kept an hour, but a value that is not a
         finite positive number would make the cache never (or always) refresh.
         """
@@ -195,6 +212,8 @@ class OAuth2ClientCredentials(httpx.Auth):
         if not isinstance(token, str) or not token.strip():
             raise refused("without a usable access_token")
         self._redact.add(token)  # before any error below quotes the body
+        if str(body.get("token_type", "bearer")).lower() != "bearer":
+            raise refused(f"with token_type {body.get('token_type')!r}, not bearer")
         expires_in = body.get("expires_in", 3600)
         try:
             lifetime = float(expires_in)

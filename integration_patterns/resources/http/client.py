@@ -1,18 +1,14 @@
 """A resilient REST client over httpx: one place that decides what each response means.
 
-Routing: 2xx returns; a 3xx is followed when it stays on the same origin (RFC 9110
-section 15.4: 303, and 301/302 after POST, become GET; 307/308 keep method and body), up
-to a limit, and never to another origin with credentials, and its body is never data; 401
-gets exactly one forced token refresh (in the ``httpx.Auth`` of :mod:`.auth`), then an
-``AuthError``; 429 waits for ``Retry-After`` (validated and clamped) and pauses every
-request sharing the process's budget; 5xx, timeouts and dropped connections retry with
-exponential backoff and jitter (POST and PATCH only with an idempotency key, or when the
-connection never opened); any other 4xx fails at once. Each logical request has a total
-deadline over attempts, waits and body reads, so a server dripping its body byte by byte
-cannot hold a run. Every failure is a typed :class:`HttpApiError` with the masked URL, the
-status and a body excerpt. A circuit breaker turns a run of failures into fast failures
-that still say what the last failure was. Every attempt is logged once (method, masked
-URL, status, latency, attempt) and counted in :class:`CallStats`.
+2xx returns; a 3xx is followed only to the same origin (:mod:`.redirects`), its body never
+data; a 401 gets one forced token refresh (the ``httpx.Auth`` of :mod:`.auth`), then an
+``AuthError``; 429 waits for ``Retry-After`` (validated, clamped: :mod:`.retry`) and
+pauses everyone sharing the budget; 5xx, timeouts and dropped connections retry with
+backoff and jitter (POST and PATCH only with an idempotency key, or when the connection
+never opened); any other 4xx fails at once. A total deadline covers attempts, waits and
+body reads (:mod:`.deadline`). Every failure is a typed :class:`HttpApiError` (masked URL,
+status, body excerpt); an open circuit breaker still says what the last failure was.
+Every attempt is logged once and counted in :class:`CallStats`.
 """
 
 from __future__ import annotations
@@ -30,22 +26,23 @@ import httpx
 from integration_patterns.resources.http.auth import OAuth2ClientCredentials
 from integration_patterns.resources.http.breaker import CircuitBreaker
 from integration_patterns.resources.http.budget import RateLimiter, ServerHint
+from integration_patterns.resources.http.deadline import DeadlineStream, attempt_timeout
 from integration_patterns.resources.http.errors import (
-    AuthError,
     CircuitOpenError,
     ClientError,
-    ConnectionFailedError,
     DeadlineExceededError,
     HttpApiError,
     InvalidResponseError,
     PaginationError,
-    RateLimitedError,
     RedirectError,
-    RequestTimeoutError,
-    ServerError,
+    for_status,
+    for_transport,
+    from_request,
+    from_response,
 )
 from integration_patterns.resources.http.pagination import CursorPaginator, Paginator, dig
 from integration_patterns.resources.http.redaction import Redactor, excerpt, mask_url
+from integration_patterns.resources.http.redirects import RedirectRefused, next_hop, same_origin
 from integration_patterns.resources.http.retry import (
     IDEMPOTENCY_HEADER,
     RETRY_STATUSES,
@@ -71,24 +68,6 @@ class Page:
     number: int
     items: list[Any]
     body: Any
-
-
-class _DeadlineStream(httpx.SyncByteStream):
-    """A response body that stops with a timeout once the request's deadline has passed."""
-
-    def __init__(self, stream: httpx.SyncByteStream, request: httpx.Request, deadline: float):
-        self._stream, self._request, self._deadline = stream, request, deadline
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._stream:
-            if time.monotonic() > self._deadline:
-                raise httpx.ReadTimeout(
-                    "deadline passed while reading the body", request=self._request
-                )
-            yield chunk
-
-    def close(self) -> None:
-        self._stream.close()
 
 
 class RestClient:
@@ -158,22 +137,19 @@ class RestClient:
         """Yield every page, following ``paginator`` (a cursor in ``next_cursor`` by default).
 
         ``data_path=None`` reads pages that are a bare JSON array (GitHub style). A page whose
-        URL was already fetched fails with :class:`PaginationError` instead of looping.
+        URL was already read fails with :class:`PaginationError` (before it is yielded again)
+        instead of looping.
         """
         paginator = paginator or CursorPaginator()
         url, query = paginator.first_request(url, dict(params or {}))
-        number, seen, response = 0, set(), None
+        number, seen = 0, set()
         while True:
-            page_url = str(self._build("GET", url, query, None, {}, math.inf).url)
-            if page_url in seen and response is not None:
-                raise self._fail(
-                    PaginationError,
-                    f"pagination cycle: page {number} points back to {mask_url(page_url)}, "
-                    "a page already fetched",
-                    response,
-                )
-            seen.add(page_url)
             response = self.request("GET", url, params=query)
+            page_url = str(response.request.url)  # as sent: relative and absolute links agree
+            if page_url in seen:
+                what = f"pagination cycle: page {number} points back to a page already read"
+                raise self._fail(PaginationError, what, response)
+            seen.add(page_url)
             body = self._json(response)
             items = body if not data_path else dig(body, data_path)
             if not isinstance(items, list):
@@ -187,26 +163,14 @@ class RestClient:
                 return
             try:
                 url, query = paginator.next_request(url, query)
-                self._check_same_origin(url)
+                target = httpx.URL(url)
             except (httpx.InvalidURL, ValueError) as exc:
-                raise self._fail(
-                    PaginationError, f"unusable next-page link ({exc})", response
-                ) from None
-
-    def _check_same_origin(self, url: str) -> None:
-        """Refuse a next-page link to another origin: the bearer token would go with it."""
-        target = httpx.URL(url)
-        if target.is_absolute_url and not self._same_origin(target):
-            raise HttpApiError(
-                f"next-page link leaves the partner's origin for {target.scheme}://{target.host}; "
-                "not following it with credentials",
-                method="GET",
-                url=f"{target.scheme}://{target.host}{target.path}",
-            )
-
-    def _same_origin(self, target: httpx.URL) -> bool:
-        base = self.http.base_url
-        return (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
+                what = f"unusable next-page link ({exc})"
+                raise self._fail(PaginationError, what, response) from None
+            if target.is_absolute_url and not same_origin(target, self.http.base_url):
+                what = f"next-page link leaves the partner's origin for {target.scheme}://"
+                what += f"{target.host}; not following it with credentials"
+                raise self._fail(PaginationError, what, response)
 
     def request(
         self,
@@ -250,12 +214,8 @@ class RestClient:
                 raise self._transport_error(exc, request, attempt, deadline, safe) from None
             except httpx.DecodingError as exc:
                 self._record(request, type(exc).__name__, started, attempt)
-                raise InvalidResponseError(
-                    f"response body could not be decoded ({exc})",
-                    method=request.method,
-                    url=self._masked(request),
-                    attempts=attempt,
-                ) from None
+                what = f"response body could not be decoded ({exc})"
+                raise from_request(InvalidResponseError, what, request, self.redact) from None
             for refused in response.history:  # a 401 the auth answered with a fresh token
                 sent = time.perf_counter() - refused.elapsed.total_seconds()
                 self._record(refused.request, refused.status_code, sent, attempt)
@@ -305,16 +265,7 @@ class RestClient:
         deadline: float,
     ) -> httpx.Request:
         """The request of one attempt, its timeouts cut to what is left of the deadline."""
-        timeout: Any = httpx.USE_CLIENT_DEFAULT
-        if deadline < math.inf:
-            left = max(0.001, deadline - time.monotonic())
-            t = self.http.timeout
-            timeout = httpx.Timeout(
-                connect=min(t.connect or left, left),
-                read=min(t.read or left, left),
-                write=min(t.write or left, left),
-                pool=min(t.pool or left, left),
-            )
+        timeout = attempt_timeout(self.http.timeout, deadline) or httpx.USE_CLIENT_DEFAULT
         try:
             # params=None, not {}: httpx replaces a URL's own query with an empty mapping
             return self.http.build_request(
@@ -326,78 +277,54 @@ class RestClient:
                 timeout=timeout,
             )
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise ClientError(
-                f"invalid URL ({exc})", method=method, url=mask_url(url, self.redact)
-            ) from None
+            masked = mask_url(url, self.redact)
+            raise ClientError(f"invalid URL ({exc})", method=method, url=masked) from None
 
     def _send(self, request: httpx.Request, deadline: float) -> httpx.Response:
         """Send and read the whole body, with the bearer token, before the deadline."""
         response = self.http.send(request, auth=self.auth, stream=True)
         try:
             if deadline < math.inf:
-                response.stream = _DeadlineStream(response.stream, request, deadline)  # type: ignore[arg-type]
+                response.stream = DeadlineStream(response.stream, request, deadline)  # type: ignore[arg-type]
             response.read()
         finally:
             response.close()
         return response
 
     def _redirect(
-        self, request: httpx.Request, response: httpx.Response, redirects: int, attempt: int
+        self, request: httpx.Request, response: httpx.Response, hops: int, attempt: int
     ) -> tuple[str, str]:
         """The method and URL to follow a 3xx with, or a :class:`RedirectError`."""
-        location = response.headers.get("Location")
-        if response.status_code == 304 or not location:
-            raise self._fail(
-                RedirectError, "redirect without a Location to follow", response, attempt
-            )
         try:
-            target = request.url.join(location.strip())
-        except httpx.InvalidURL:
-            raise self._fail(
-                RedirectError, "redirect to an invalid Location", response, attempt
-            ) from None
-        if not self._same_origin(target):
-            raise self._fail(
-                RedirectError,
-                f"redirect to another origin ({target.scheme}://{target.host}); "
-                "not following it with credentials",
-                response,
-                attempt,
+            hop = next_hop(
+                request, response, origin=self.http.base_url, hops=hops, limit=self.max_redirects
             )
-        if redirects > self.max_redirects:
-            raise self._fail(
-                RedirectError, f"more than {self.max_redirects} redirects", response, attempt
-            )
+        except RedirectRefused as exc:
+            raise self._fail(RedirectError, str(exc), response, attempt) from None
         self.stats.add("redirects")
-        method = request.method
-        if (response.status_code == 303 and method != "HEAD") or (
-            response.status_code in (301, 302) and method == "POST"
-        ):
-            method = "GET"
-        return method, str(target)
+        return hop
 
     def _guard(self, request: httpx.Request, attempt: int, deadline: float) -> None:
         """Fail fast while the circuit is open; otherwise wait for the request budget."""
-        if self.breaker is not None:
-            left = self.breaker.allow()
-            if left is not None:
-                status, body = self.breaker.last_failure
-                raise CircuitOpenError(
-                    f"circuit open after repeated failures, {left:.1f}s of cool-down left; "
-                    f"last failure: {status}",
-                    method=request.method,
-                    url=self._masked(request),
-                    status=status if isinstance(status, int) else None,
-                    body=body,
-                    attempts=attempt - 1,
-                )
+        left = self.breaker.allow() if self.breaker is not None else None
+        if self.breaker is not None and left is not None:
+            status, body = self.breaker.last_failure
+            what = f"circuit open, {left:.1f}s of cool-down left; last failure: {status}"
+            code = status if isinstance(status, int) else None
+            raise from_request(
+                CircuitOpenError,
+                what,
+                request,
+                self.redact,
+                attempts=attempt - 1,
+                status=code,
+                body=body,
+            )
         self.limiter.acquire()
         if time.monotonic() >= deadline:
-            raise DeadlineExceededError(
-                f"deadline of {self.deadline}s passed before attempt {attempt}",
-                method=request.method,
-                url=self._masked(request),
-                attempts=attempt - 1,
+            what = f"deadline of {self.deadline}s passed before attempt {attempt}"
+            raise from_request(
+                DeadlineExceededError, what, request, self.redact, attempts=attempt - 1
             )
 
     def _transport_error(
@@ -408,60 +335,27 @@ class RestClient:
         deadline: float,
         retriable: bool,
     ) -> HttpApiError:
-        if time.monotonic() + 0.001 >= deadline:
-            error: type[HttpApiError] = DeadlineExceededError
-            what = f"exceeded its deadline of {self.deadline}s"
-        elif isinstance(exc, httpx.TimeoutException):
-            error, what = RequestTimeoutError, "timed out"
-        else:
-            error, what = ConnectionFailedError, f"connection failed ({type(exc).__name__})"
+        error, what = for_transport(exc, past_deadline=time.monotonic() + 0.001 >= deadline)
         unsafe = "" if retriable else " (not retried: the server may have applied it)"
-        return error(
-            f"request {what}{unsafe} (timeouts: {self._timeouts()})",
-            method=request.method,
-            url=self._masked(request),
-            attempts=attempt,
-        )
+        what = f"request {what}{unsafe} (timeouts: {self._timeouts()})"
+        return from_request(error, what, request, self.redact, attempts=attempt)
 
     def _error(
         self, request: httpx.Request, response: httpx.Response, attempt: int, note: str = ""
     ) -> HttpApiError:
-        status = response.status_code
-        error: type[HttpApiError]
-        if status == 429:
-            error, what = RateLimitedError, "still rate limited"
-        elif status >= 500:
-            error, what = ServerError, "partner server error"
-        elif status == 401:
-            error, what = AuthError, "unauthorized even after a token refresh"
-        else:
-            error, what = ClientError, "request rejected"
+        error, what = for_status(response.status_code)
         return self._fail(error, f"{what} {note}".strip(), response, attempt)
 
     def _fail(
         self, error: type[HttpApiError], what: str, response: httpx.Response, attempt: int = 1
     ) -> HttpApiError:
         """``error`` for ``response``: masked URL, status and a masked excerpt of the body."""
-        return error(
-            what,
-            method=response.request.method,
-            url=self._masked(response.request),
-            status=response.status_code,
-            body=excerpt(response.text, self.redact),
-            attempts=attempt,
-        )
+        return from_response(error, what, response, self.redact, attempts=attempt)
 
     def _observe_budget(self, response: httpx.Response) -> None:
         """Pause before the partner has to say 429 when its headers say the budget is spent."""
-        remaining = response.headers.get("X-RateLimit-Remaining")
-        if remaining is None:
-            return
-        try:
-            spent = float(remaining) <= 0
-        except ValueError:
-            return
-        pause = self.retry.server_pause(response.headers.get("X-RateLimit-Reset"))
-        if spent and pause:
+        pause = self.retry.budget_pause(response.headers)
+        if pause:
             self.stats.add("server_pauses")
             self.limiter.pause(pause)
 

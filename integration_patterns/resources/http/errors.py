@@ -7,6 +7,10 @@ know which call failed and what the partner said, without ever seeing a credenti
 
 from __future__ import annotations
 
+import httpx
+
+from integration_patterns.resources.http.redaction import Redactor, excerpt, mask_url
+
 
 class HttpApiError(Exception):
     """A call to an external API failed; the message is safe to log (secrets masked)."""
@@ -75,3 +79,57 @@ class PaginationError(HttpApiError):
 
 class DeadlineExceededError(RequestTimeoutError):
     """The request as a whole (attempts and waits) took longer than its deadline."""
+
+
+def for_status(status: int) -> tuple[type[HttpApiError], str]:
+    """The error class for a final ``status``, and what it means in words."""
+    if status == 429:
+        return RateLimitedError, "still rate limited"
+    if status >= 500:
+        return ServerError, "partner server error"
+    if status == 401:
+        return AuthError, "unauthorized even after a token refresh"
+    return ClientError, "request rejected"
+
+
+def from_response(
+    error: type[HttpApiError],
+    what: str,
+    response: httpx.Response,
+    redact: Redactor,
+    *,
+    attempts: int = 1,
+) -> HttpApiError:
+    """``error`` for ``response``: its method, masked URL, status and a masked body excerpt."""
+    return error(
+        what,
+        method=response.request.method,
+        url=mask_url(str(response.request.url), redact),
+        status=response.status_code,
+        body=excerpt(response.text, redact),
+        attempts=attempts,
+    )
+
+
+def from_request(
+    error: type[HttpApiError],
+    what: str,
+    request: httpx.Request,
+    redact: Redactor,
+    *,
+    attempts: int = 1,
+    status: int | None = None,
+    body: str = "",
+) -> HttpApiError:
+    """``error`` for a request that got no (usable) response: method and masked URL."""
+    url = mask_url(str(request.url), redact)
+    return error(what, method=request.method, url=url, status=status, body=body, attempts=attempts)
+
+
+def for_transport(exc: Exception, *, past_deadline: bool) -> tuple[type[HttpApiError], str]:
+    """The error class for a transport failure, and what happened in words."""
+    if past_deadline:
+        return DeadlineExceededError, "exceeded its deadline"
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeoutError, "timed out"
+    return ConnectionFailedError, f"connection failed ({type(exc).__name__})"

@@ -113,6 +113,7 @@ class RestApiResource(dg.ConfigurableResource):
                 refresh_margin=self.token_refresh_margin,
                 http=http,
                 redact=redact,
+                deadline=self.request_deadline or None,
             )
             self._breaker = CircuitBreaker(self.breaker_threshold, self.breaker_cooldown)
             limiter = (

@@ -20,6 +20,7 @@ import math
 import random
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -92,6 +93,14 @@ class RetryPolicy:
         """``Retry-After`` (validated, clamped) when the server sent one, else the backoff."""
         hinted = bounded(parse_retry_after(retry_after), self.max_retry_after)
         return self.backoff(retry) if hinted is None else hinted
+
+    def budget_pause(self, headers: Mapping[str, str]) -> float | None:
+        """The pause ``X-RateLimit-Remaining: 0`` with ``X-RateLimit-Reset`` asks for, if any."""
+        try:
+            spent = float(headers.get("X-RateLimit-Remaining", "1")) <= 0
+        except ValueError:
+            return None
+        return self.server_pause(headers.get("X-RateLimit-Reset")) if spent else None
 
     def server_pause(self, reset: str | None) -> float | None:
         """The pause an ``X-RateLimit-Reset`` asks for, validated and clamped; None if unusable."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -39,6 +40,7 @@ from integration_patterns.resources.postgres import PostgresResource
 
 SENSOR_NAME = "webhook_inbox_router"
 REPORT_SECONDS = 30.0
+STUCK_RUN_SECONDS = 600
 SCAN_BATCHES = 10  # a tick reads at most this many batches' worth of rows
 
 _NEW_ROWS = """
@@ -173,14 +175,22 @@ _NOT_STARTED = [
 
 
 def routes_not_started(context: dg.SensorEvaluationContext) -> frozenset[str]:
-    """Routes with a batch run this sensor requested that has not started yet."""
+    """Routes with a batch run this sensor requested that has not started yet.
+
+    Only runs created in the last ``STUCK_RUN_SECONDS`` count: a run that never starts (its
+    launch was lost) must not stop its route for good. Its events stay pending, the
+    ``backlog_flowing`` check fails, and ``webhook_replay_job`` with ``statuses: [pending]``
+    applies them.
+    """
     try:
         instance = context.instance
     except dg.DagsterInvariantViolationError:  # evaluated without an instance (unit tests)
         return frozenset()
     runs = instance.get_runs(
         filters=dg.RunsFilter(
-            statuses=_NOT_STARTED, tags={"dagster/sensor_name": SENSOR_NAME}
+            statuses=_NOT_STARTED,
+            tags={"dagster/sensor_name": SENSOR_NAME},
+            created_after=datetime.now(UTC) - timedelta(seconds=STUCK_RUN_SECONDS),
         )
     )
     return frozenset(run.tags.get("webhook/route", "") for run in runs)

@@ -238,6 +238,34 @@ def test_small_batch_waits_without_holding_back_other_routes(pg, store):
     assert isinstance(tick(pg, hurried, final.cursor), dg.SkipReason)
 
 
+def test_a_route_whose_last_run_has_not_started_accumulates_its_events(pg, store):
+    orders = add(pg, store, [("shop", "order.created", sample_event("order.created", 1))])
+    payments = add(pg, store, [("shop", "payment.received", sample_event("payment.received", 1))])
+    with dg.DagsterInstance.ephemeral() as instance:
+        queued = dg.DagsterRun(
+            job_name="webhook_orders_job",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.NOT_STARTED,
+            tags={"dagster/sensor_name": "webhook_inbox_router", "webhook/route": "orders"},
+        )
+        instance.add_run(queued)
+        resources = {"postgres": pg, "webhook_store": store}
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            first = webhook_inbox_router(context)
+        assert [ids_of(r) for r in first.run_requests] == [payments]  # orders wait
+        instance.handle_run_event(  # the queued run starts: orders may go
+            queued.run_id,
+            dg.DagsterEvent(
+                event_type_value=dg.DagsterEventType.RUN_START.value, job_name=queued.job_name
+            ),
+        )
+        with dg.build_sensor_context(
+            instance=instance, resources=resources, cursor=first.cursor
+        ) as context:
+            second = webhook_inbox_router(context)
+        assert [ids_of(r) for r in second.run_requests] == [orders]
+
+
 def test_late_commit_is_not_skipped(pg, store):
     cursor = tick(pg, store, None).cursor  # the first tick reports backlog and sets it
     late = psycopg.connect(**pg._connect_kwargs())

@@ -7,6 +7,11 @@ that sorts before them, so a late commit is never skipped. Each row is routed by
 routing table, and each route's rows are cut into batches of ``max_events_per_run``; a
 smaller last batch waits until its oldest event has waited ``max_wait_seconds``.
 
+A route whose last batch run has not started yet (queued behind the run queue, or still
+starting) gets no new run: its events keep accumulating into the next batch, so when runs are
+slow to start, batches grow instead of queued runs piling up (a run costs seconds of the
+machine however few events it carries).
+
 The cursor keeps a low-water mark (every row up to it was emitted) plus, per route, the
 last row emitted, because a held batch of one route must not hold back the rows of another.
 The ``run_key`` names the batch (``<route>:<first id>-<last id>:<count>``), so a tick
@@ -21,6 +26,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -32,7 +38,9 @@ from integration_patterns.defs.webhooks.routes import ANY
 from integration_patterns.defs.webhooks.store import WebhookStore
 from integration_patterns.resources.postgres import PostgresResource
 
+SENSOR_NAME = "webhook_inbox_router"
 REPORT_SECONDS = 30.0
+STUCK_RUN_SECONDS = 600
 SCAN_BATCHES = 10  # a tick reads at most this many batches' worth of rows
 
 _NEW_ROWS = """
@@ -112,9 +120,15 @@ def _action_types(store: WebhookStore) -> list[str]:
 
 
 def plan_batches(
-    events: list[InboxEvent], cursor: RouterCursor, store: WebhookStore
+    events: list[InboxEvent],
+    cursor: RouterCursor,
+    store: WebhookStore,
+    busy: frozenset[str] = frozenset(),
 ) -> tuple[list[tuple[str, list[InboxEvent]]], RouterCursor]:
-    """Cut the scanned events into due batches; the cursor after emitting them."""
+    """Cut the scanned events into due batches; the cursor after emitting them.
+
+    Routes in ``busy`` (a batch run not started yet) emit nothing this time.
+    """
     by_route: dict[str, list[InboxEvent]] = {}
     for event in events:
         if event.position > cursor.routes.get(event.route, cursor.mark):
@@ -126,7 +140,8 @@ def plan_batches(
     for route, pending in by_route.items():
         for start in range(0, len(pending), size):
             batch = pending[start : start + size]
-            if len(batch) < size and batch[0].age_seconds < store.max_wait_seconds:
+            waiting = len(batch) < size and batch[0].age_seconds < store.max_wait_seconds
+            if route in busy or waiting:
                 held.append(batch[0].position)
                 break
             due.append((route, batch))
@@ -152,6 +167,35 @@ def run_request(route: str, batch: list[InboxEvent]) -> dg.RunRequest:
     )
 
 
+_NOT_STARTED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+]
+
+
+def routes_not_started(context: dg.SensorEvaluationContext) -> frozenset[str]:
+    """Routes with a batch run this sensor requested that has not started yet.
+
+    Only runs created in the last ``STUCK_RUN_SECONDS`` count: a run that never starts (its
+    launch was lost) must not stop its route for good. Its events stay pending, the
+    ``backlog_flowing`` check fails, and ``webhook_replay_job`` with ``statuses: [pending]``
+    applies them.
+    """
+    try:
+        instance = context.instance
+    except dg.DagsterInvariantViolationError:  # evaluated without an instance (unit tests)
+        return frozenset()
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            statuses=_NOT_STARTED,
+            tags={"dagster/sensor_name": SENSOR_NAME},
+            created_after=datetime.now(UTC) - timedelta(seconds=STUCK_RUN_SECONDS),
+        )
+    )
+    return frozenset(run.tags.get("webhook/route", "") for run in runs)
+
+
 def _backlog_events(conn: Any, store: WebhookStore) -> list[Any]:
     figures = backlog(conn, store)
     events: list[Any] = []
@@ -163,6 +207,7 @@ def _backlog_events(conn: Any, store: WebhookStore) -> list[Any]:
 
 
 @dg.sensor(
+    name=SENSOR_NAME,
     jobs=list(ROUTE_JOBS.values()),
     minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,  # webhooks should flow without a click
@@ -203,7 +248,7 @@ def webhook_inbox_router(
     events = [
         InboxEvent(row[0], row[1], store.route(row[2], row[3], row[4]), row[5]) for row in rows
     ]
-    due, after = plan_batches(events, cursor, store)
+    due, after = plan_batches(events, cursor, store, routes_not_started(context))
     after.reported_at = time.time() if report else cursor.reported_at
     requests = [run_request(route, batch) for route, batch in due]
     if requests:

@@ -1,0 +1,173 @@
+"""Webhook events applied per second, end to end, against the rate they were accepted.
+
+Deployed shape: the receiver (uvicorn), a Dagster webserver and ``dagster-daemon`` on storage
+of their own, only the webhook routing sensor running, a private inbox schema. Signed
+deliveries (four routes over two signature schemes, 1% malformed) are posted at the
+receiver's full rate for ``SECONDS``; then the benchmark waits until no event is pending.
+
+- accepted rate: inbox rows / (last - first ``received_at``) while posting;
+- applied rate: events with an outcome / (last ``processed_at`` - first ``received_at``);
+- "processed vs accepted" = applied / accepted (1.0 = the pipeline keeps up and the tail
+  is short; below 1 it falls behind or the last batch waits long);
+- latency per event = ``processed_at - received_at`` (202 to entity row: both are set by
+  the transactions that stored the event and applied it), p50/p95;
+- where the time goes: per event, waiting until its run started (sensor interval, batch
+  wait, run queue, run start) and inside the run; runs, events per run, run wall time.
+
+One repetition (a minute of load plus the drain): the machine is shared, so quote the
+figures with the load average printed beside them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from datetime import datetime
+
+from psycopg import sql
+
+from bench.report import Comparison, write
+from integration_patterns.devstack.webhook_fixtures import (
+    new_standard_secret,
+    post_raw,
+    receiver_env,
+    running_receiver,
+    sample_event,
+    signed_delivery,
+)
+from integration_patterns.devstack.webhook_stack import runs, webhook_stack
+from integration_patterns.resources.postgres import PostgresResource
+
+SECONDS = 60
+CONNECTIONS = 16
+TYPES = ["order.created", "payment.received", "user.updated", "invoice.voided"]
+SOURCES = {"std": ("standard", [new_standard_secret()]), "shop": ("hmac", [uuid.uuid4().hex])}
+
+
+def delivery(n: int, run: str) -> tuple[str, bytes, dict[str, str]]:
+    """The n-th delivery: round-robin types and sources, every 100th malformed."""
+    source = ("std", "shop")[n % 2]
+    if n % 100 == 99:
+        payload = {"id": f"{run}-{n}", "type": "order.created", "data": {"total": 1}}
+    else:
+        payload = sample_event(TYPES[n % 4], n, delivery_id=f"{run}-{n}")
+    return (source, *signed_delivery(*SOURCES[source], payload))
+
+
+async def post_for(url: str, seconds: float, run: str) -> int:
+    """POST deliveries over CONNECTIONS keep-alive connections until ``seconds`` pass."""
+    host, port = url.removeprefix("http://").split(":")
+    deadline = time.monotonic() + seconds
+    counter = iter(range(10**9))
+    accepted = 0
+
+    async def worker() -> None:
+        nonlocal accepted
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while time.monotonic() < deadline:
+                source, body, headers = delivery(next(counter), run)
+                status, _ = await post_raw(reader, writer, f"/webhooks/{source}", body, headers)
+                accepted += status == 202
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+    return accepted
+
+
+_FIGURES = """
+SELECT count(*),
+       extract(epoch FROM max(received_at) - min(received_at)),
+       extract(epoch FROM max(processed_at) - min(received_at)),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)),
+       count(*) FILTER (WHERE status = 'failed'),
+       count(DISTINCT run_id)
+FROM {inbox}
+"""
+_PER_RUN = "SELECT run_id, count(*), min(received_at), max(received_at) FROM {inbox} GROUP BY 1"
+
+
+def wait_drained(postgres: PostgresResource, inbox: sql.Composable, timeout: float) -> float:
+    """Seconds until no event is pending (raises after ``timeout``)."""
+    started = time.monotonic()
+    query = sql.SQL("SELECT count(*) FROM {} WHERE status = 'pending'").format(inbox)
+    while True:
+        with postgres.get_connection() as conn:
+            (pending,) = conn.execute(query).fetchone()  # type: ignore[misc]
+        if not pending:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"{pending} events still pending after {timeout}s")
+        time.sleep(1)
+
+
+def main() -> None:
+    """Run the load, wait for the drain, write ``bench/results/webhook_e2e.json``."""
+    postgres = PostgresResource.from_env()
+    schema = f"wh_e2e_{uuid.uuid4().hex[:8]}"
+    inbox = sql.Identifier(schema, "webhook_inbox")
+    env = {"WEBHOOK_MAX_EVENTS_PER_RUN": "2000", "WEBHOOK_MAX_WAIT_SECONDS": "2"}
+    load = os.getloadavg()
+    try:
+        with (
+            running_receiver(receiver_env(SOURCES, schema=schema)) as receiver,
+            webhook_stack(schema, env=env) as (url, _daemon),
+        ):
+            accepted = asyncio.run(post_for(receiver.url, SECONDS, schema))
+            drain = wait_drained(postgres, inbox, timeout=600)
+            all_runs = {r["runId"]: r for r in runs(url)}
+        with postgres.get_connection() as conn:
+            count, accept_window, apply_window, p50, p95, failed, n_runs = conn.execute(
+                sql.SQL(_FIGURES).format(inbox=inbox)
+            ).fetchone()  # type: ignore[misc]
+            per_run = conn.execute(sql.SQL(_PER_RUN).format(inbox=inbox)).fetchall()
+    finally:
+        with postgres.get_connection() as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        postgres.close()
+    accepted_rate = count / float(accept_window)
+    applied_rate = count / float(apply_window)
+    waits, inside, sizes = [], [], []
+    for run_id, events, first_received, last_received in per_run:
+        run = all_runs.get(run_id)
+        if not run or not run["startTime"]:
+            continue
+        start = datetime.fromtimestamp(run["startTime"], tz=first_received.tzinfo)
+        waits.append((start - last_received).total_seconds())
+        inside.append(run["endTime"] - run["startTime"])
+        sizes.append(events)
+    write(
+        "webhook_e2e",
+        [
+            Comparison(
+                name="processed vs accepted",
+                unit="events/s",
+                ours=round(applied_rate, 1),
+                baseline_name="accepted",
+                baseline=round(accepted_rate, 1),
+                goal=0.5,
+                extra={
+                    "events": count,
+                    "accepted_202": accepted,
+                    "failed_malformed": failed,
+                    "latency_p50_s": round(float(p50), 2),
+                    "latency_p95_s": round(float(p95), 2),
+                    "latency_goal_p95_s": 30,
+                    "drain_after_load_s": round(drain, 1),
+                    "runs": n_runs,
+                    "events_per_run_median": statistics.median(sizes) if sizes else 0,
+                    "run_wall_s_median": round(statistics.median(inside), 2) if inside else 0,
+                    "newest_event_to_run_start_s_median": round(statistics.median(waits), 2)
+                    if waits
+                    else 0,
+                    "load_average_at_start": [round(x, 1) for x in load],
+                    "load": f"{SECONDS}s, {CONNECTIONS} keep-alive connections, 1% malformed",
+                },
+            )
+        ],
+    )

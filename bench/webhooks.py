@@ -157,7 +157,7 @@ def main() -> None:
     bare_runs: list[dict[str, float]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp, running_receiver(env) as receiver:
-            wait_healthy(f"http://127.0.0.1:{port}", bare, 30)
+            wait_healthy(f"http://127.0.0.1:{port}", bare, 120)
             script = Path(tmp) / "signed.lua"
             script.write_text(LUA)
             for rep in range(REPETITIONS):

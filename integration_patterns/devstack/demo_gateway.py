@@ -319,9 +319,12 @@ def gateway_server(
     secret: str,
     env: Mapping[str, str] | None = None,
     port: int | None = None,
-    timeout: float = 30.0,
+    timeout: float = 120.0,
 ) -> Iterator[str]:
-    """Serve the gateway with uvicorn in a subprocess pointed at ``dagster_url``."""
+    """Serve the gateway with uvicorn in a subprocess pointed at ``dagster_url``.
+
+    The default wait is generous: importing the app takes 15 s and more on a loaded machine.
+    """
     port = port or free_port()
     full_env = {
         **env_defaults(),

@@ -198,12 +198,13 @@ class ReceiverProcess:
 
 @contextmanager
 def running_receiver(
-    env: Mapping[str, str], *, port: int | None = None, startup_timeout: float = 90.0
+    env: Mapping[str, str], *, port: int | None = None, startup_timeout: float = 120.0
 ) -> Iterator[ReceiverProcess]:
     """Start ``python -m integration_patterns.services.webhook_receiver``; stop it on exit.
 
     The child inherits this process's environment (POSTGRES_* etc.) plus ``env``, and the
-    context is entered only once ``/healthz`` answers 200.
+    context is entered only once ``/healthz`` answers 200 (importing the app alone takes 15 s
+    and more on a loaded 2-core machine, hence the generous default wait).
     """
     port = port or free_port()
     with tempfile.NamedTemporaryFile(prefix="webhook_receiver_", suffix=".log", delete=False) as f:

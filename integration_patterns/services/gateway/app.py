@@ -393,9 +393,9 @@ def create_app(settings: GatewaySettings, dagster: DagsterClient | None = None) 
         """
         caller.require_launch(job)
         request = body or LaunchRequest()
-        await dagster_call(client.job, job)
-        tags = {**request.tags, SUBJECT_TAG: caller.subject}
+        # One call finds the job (404 if unknown) and its partition keys (cached briefly).
         keys = await dagster_call(client.partition_keys, job)
+        tags = {**request.tags, SUBJECT_TAG: caller.subject}
         if request.partition is not None:
             if not keys:
                 raise GatewayError(422, f"job {job} is not partitioned: omit partition")

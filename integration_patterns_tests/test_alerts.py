@@ -285,3 +285,11 @@ def test_postgres_monitor_alerts_when_the_server_does_not_answer(free_port):
     reading = monitors.postgres_health(dead, monitors.Thresholds())
     assert [a.key for a in reading.alerts] == ["postgres-down"]
     dead.close()
+
+
+def test_without_a_sink_alerts_are_logged_and_not_claimed(sinks, recorder, postgres):
+    off = AlertSinks(log_schema=sinks.log_schema)
+    alert = Alert(key="k", title="t")
+    assert off.notify(postgres, [alert]).logged_only == ["k"]
+    # switched on later: the still-firing alert goes out at once
+    assert sinks.notify(postgres, [alert]).sent == ["k"]

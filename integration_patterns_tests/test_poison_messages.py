@@ -82,19 +82,19 @@ def assert_bounded(payload: bytes) -> None:
     assert size <= HEADER_BUDGET_BYTES
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=4096))
 def test_arbitrary_bytes_never_raise(payload):
     assert_bounded(payload)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
 def test_arbitrary_json_never_raises(value):
     assert_bounded(json.dumps(value).encode())
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(order_like)
 def test_order_shaped_json_never_raises(order):
     assert_bounded(json.dumps(order).encode())

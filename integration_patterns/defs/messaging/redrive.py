@@ -25,6 +25,7 @@ from integration_patterns.defs.messaging.processing import process_order
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
 from integration_patterns.resources.postgres import PostgresResource, ensure_ddl
 from integration_patterns.resources.rabbitmq import RabbitMQResource
+from integration_patterns.resources.rabbitmq_publisher import OutgoingMessage
 from integration_patterns.resources.transient import TRANSIENT_RETRY_POLICY, retry_transient
 
 _DDL = """
@@ -94,13 +95,13 @@ def redrive_dead_letters(
         chosen: list[Letter] = []
         for _ in range(config.scan_limit):
             method, props, body = reader.basic_get(stream.dead_letter_queue, auto_ack=False)
-            if method is None:
+            if method is None or props is None:
                 break
             counts["scanned"] += 1
             headers = dict(props.headers or {})
             if config.reason_contains not in _decode(headers.get("x-error")):
                 continue  # not chosen: returned to the queue when the channel closes
-            chosen.append(Letter(method.delivery_tag, props.message_id or "", headers, body))
+            chosen.append(Letter(method.delivery_tag, props.message_id or "", headers, body or b""))
             if len(chosen) >= config.max_messages:
                 break
 
@@ -129,19 +130,20 @@ def redrive_dead_letters(
             if outcome.result is not None:
                 counts["results"] += 1
                 offset = letter.headers.get("x-source-offset")
-                target = dict(
+                target = OutgoingMessage(
                     exchange=stream.results_exchange,
                     routing_key=stream.results_routing_key,
                     body=json.dumps(outcome.result | {"offset": offset}).encode(),
-                    headers=None,
+                    message_id=letter.message_id,
                 )
             else:
                 counts["parked"] += 1
                 reasons[outcome.error.split(":")[0]] += 1
-                target = dict(
+                target = OutgoingMessage(
                     exchange="",
                     routing_key=stream.parking_queue,
                     body=letter.body,
+                    message_id=letter.message_id,
                     headers={
                         **letter.headers,
                         "x-redrive-error": outcome.error,
@@ -152,7 +154,14 @@ def redrive_dead_letters(
             if config.dry_run:
                 continue
             # publish (confirmed) -> record the id -> acknowledge the dead letter
-            rabbitmq.publish(publisher, message_id=letter.message_id, **target)
+            rabbitmq.publish(
+                publisher,
+                exchange=target.exchange,
+                routing_key=target.routing_key,
+                body=target.body,
+                message_id=target.message_id,
+                headers=target.headers,
+            )
             with postgres.get_connection() as db:
                 db.execute(
                     sql.SQL(

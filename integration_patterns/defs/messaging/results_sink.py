@@ -71,14 +71,16 @@ def order_results(
             orders_stream.results_queue, inactivity_timeout=1.0
         ):
             if method is not None:
+                raw = body or b""
                 try:
-                    result = json.loads(body)
+                    result = json.loads(raw)
                 except ValueError:
-                    result = {"unparsable": body.decode(errors="replace")[:1000]}
-                rows.append({"message_id": props.message_id or "", "result": result})
+                    result = {"unparsable": raw.decode(errors="replace")[:1000]}
+                message_id = props.message_id if props is not None else None
+                rows.append({"message_id": message_id or "", "result": result})
                 last_tag = method.delivery_tag
             full = len(rows) >= config.chunk or drained + len(rows) >= config.max_messages
-            if rows and (method is None or full):
+            if rows and last_tag is not None and (method is None or full):
                 with postgres.get_connection() as conn:
                     cursor = conn.execute(sql.SQL(_INSERT).format(table=table), (json.dumps(rows),))
                     inserted += cursor.rowcount

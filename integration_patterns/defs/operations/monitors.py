@@ -141,7 +141,7 @@ def webhook_inbox(postgres: PostgresResource, schema: str, limits: Thresholds) -
                 "count(*) FILTER (WHERE status = %s) FROM {}"
             ).format(table),
             (PENDING, PENDING, FAILED),
-        ).fetchone()
+        ).fetchone() or (0, None, 0)  # an aggregate always returns one row
     age_s = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
     alerts = []
     if pending > limits.inbox_backlog_max or age_s > limits.inbox_backlog_age_s:
@@ -186,7 +186,7 @@ def postgres_health(postgres: PostgresResource, limits: Thresholds) -> Reading:
     with postgres.get_connection() as conn:
         used, limit = conn.execute(
             "SELECT count(*), current_setting('max_connections')::int FROM pg_stat_activity"
-        ).fetchone()
+        ).fetchone() or (0, 1)
     alerts = []
     if used >= limit * limits.postgres_connections_ratio:
         alerts.append(

@@ -50,8 +50,16 @@ def alert_on_run_failure(
 ) -> None:
     """Alert with the job, the run id, its tags and the failure message."""
     message = context.failure_event.message or "failed"
-    report = alert_sinks.notify(postgres, [run_failure_alert(context.dagster_run, message)])
-    context.log.info(f"run failure alert: sent {report.sent}, deduplicated {report.suppressed}")
+    alert = run_failure_alert(context.dagster_run, message)
+    try:
+        report = alert_sinks.notify(postgres, [alert])
+    except Exception as exc:  # the alert log (PostgreSQL) is down: this run alerts once anyway
+        context.log.warning(f"alert log unavailable ({type(exc).__name__}); sending undeduplicated")
+        report = alert_sinks.send([alert])
+    context.log.info(
+        f"run failure alert {alert.key}: sent {report.sent}, deduplicated {report.suppressed}, "
+        f"logged only {report.logged_only}, failed {report.failed}"
+    )
 
 
 @dg.sensor(
@@ -116,6 +124,8 @@ def operations_monitors(
         report = alert_sinks.send([a for a in alerts if a.fingerprint + a.key not in already])
         cursor = json.dumps(sorted({a.fingerprint + a.key for a in alerts}))
     outcome = f"{len(alerts)} firing; sent {report.sent or 'none'}"
+    if report.logged_only:
+        outcome += " (no alert sink configured: logged only)"
     if report.failed:
         outcome += f"; delivery failed for {report.failed}: {report.errors}"
     context.log.info(outcome)

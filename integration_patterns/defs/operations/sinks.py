@@ -59,6 +59,7 @@ class NotifyReport:
     suppressed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    logged_only: list[str] = field(default_factory=list)  # no sink is configured
 
 
 class AlertSinks(dg.ConfigurableResource):
@@ -138,6 +139,9 @@ class AlertSinks(dg.ConfigurableResource):
         once more as "resolved" and forgotten.
         """
         report = NotifyReport()
+        if not self.configured:  # claim nothing: once a sink is set, firing alerts go out
+            report.logged_only = [a.key for a in alerts]
+            return report
         log = AlertLog(self.log_schema, self.log_table)
         with postgres.get_connection() as conn:
             log.ensure(conn)
@@ -161,7 +165,7 @@ class AlertSinks(dg.ConfigurableResource):
         """
         report = report or NotifyReport()
         if not self.configured:  # nowhere to send: the sensors still log them
-            report.sent = [a.key for a in alerts]
+            report.logged_only = [a.key for a in alerts]
             return report
         with httpx.Client(timeout=self.timeout_s) as client:
             for alert in alerts:

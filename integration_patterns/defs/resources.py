@@ -6,13 +6,12 @@ the value that points at the local services (``make`` copies it to ``.env``).
 """
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.mongo import MongoResource
 from integration_patterns.resources.postgres import PostgresResource
 from integration_patterns.resources.rabbitmq import RabbitMQResource
-from integration_patterns.resources.s3 import S3ParquetIOManager
+from integration_patterns.resources.s3 import S3ParquetIOManager, S3StorageResource
 
 
 @dg.definitions
@@ -22,7 +21,7 @@ def resources() -> dg.Definitions:
     Asset outputs go to S3 (``io_manager``), so any process that runs a step (a Celery
     worker, a re-execution) reads its inputs from where the previous step wrote them.
     """
-    s3 = S3Resource(
+    s3 = S3StorageResource(
         endpoint_url=dg.EnvVar("AWS_ENDPOINT_URL_S3"),
         region_name=dg.EnvVar("AWS_REGION"),
         aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),

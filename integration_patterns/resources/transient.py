@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import dagster as dg
 import pika.exceptions
 import psycopg
-import pymongo.errors
 from confluent_kafka import KafkaException
 
 from integration_patterns.resources.kafka import is_retriable
@@ -33,22 +32,32 @@ TRANSIENT_RETRY_POLICY = dg.RetryPolicy(
 )
 """About 2 s, 4 s, 8 s between attempts: long enough for a broker restart or failover."""
 
-_UNAVAILABLE = (
-    ConnectionError,  # includes ServiceUnavailableError from every resource
-    TimeoutError,
-    psycopg.OperationalError,  # lost connection, server shutting down, pool timeout
-    pika.exceptions.AMQPConnectionError,
-    pika.exceptions.ConnectionClosed,
-    pymongo.errors.ConnectionFailure,  # AutoReconnect, NetworkTimeout, server selection
-)
 
-# Wrong credentials or permissions fail the same way on every attempt.
-_DETERMINISTIC = (
-    pika.exceptions.ProbableAuthenticationError,
-    pika.exceptions.ProbableAccessDeniedError,
-    pika.exceptions.AuthenticationError,
-    pymongo.errors.OperationFailure,
-)
+@functools.cache
+def _classes() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(unavailable, deterministic) error classes, built on the first failure.
+
+    pymongo is imported here rather than at module level: loading the code location must not
+    pay for a client library that only some steps use.
+    """
+    import pymongo.errors
+
+    unavailable = (
+        ConnectionError,  # includes ServiceUnavailableError from every resource
+        TimeoutError,
+        psycopg.OperationalError,  # lost connection, server shutting down, pool timeout
+        pika.exceptions.AMQPConnectionError,
+        pika.exceptions.ConnectionClosed,
+        pymongo.errors.ConnectionFailure,  # AutoReconnect, NetworkTimeout, server selection
+    )
+    # Wrong credentials or permissions fail the same way on every attempt.
+    deterministic = (
+        pika.exceptions.ProbableAuthenticationError,
+        pika.exceptions.ProbableAccessDeniedError,
+        pika.exceptions.AuthenticationError,
+        pymongo.errors.OperationFailure,
+    )
+    return unavailable, deterministic
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -62,10 +71,11 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) says a service is unavailable for now."""
-    if any(isinstance(error, _DETERMINISTIC) for error in _chain(exc)):
+    unavailable, deterministic = _classes()
+    if any(isinstance(error, deterministic) for error in _chain(exc)):
         return False
     for error in _chain(exc):
-        if isinstance(error, _UNAVAILABLE):
+        if isinstance(error, unavailable):
             return True
         if isinstance(error, KafkaException) and is_retriable(error):
             return True

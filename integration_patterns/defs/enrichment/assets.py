@@ -25,6 +25,7 @@ from integration_patterns.defs.enrichment.store import ActivityWindow, Enrichmen
 from integration_patterns.defs.enrichment.upsert import TABLE, upsert
 from integration_patterns.resources.mongo import MongoResource
 from integration_patterns.resources.postgres import PostgresResource
+from integration_patterns.resources.transient import TRANSIENT_RETRY_POLICY, retry_transient
 
 GROUP = "enrichment"
 ENRICHMENT_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
@@ -140,7 +141,11 @@ def one_row_per_customer(enriched_customers) -> dg.AssetCheckResult:
         dg.AssetCheckSpec("reconciles_with_enriched", asset="customer_analytics"),
         dg.AssetCheckSpec(POSTGRES_POOL_CHECK, asset="customer_analytics"),
     ],
+    # A lost connection or a restarting server: the upsert is one transaction that rolled
+    # back, so it is retried with backoff. Bad data fails at once.
+    retry_policy=TRANSIENT_RETRY_POLICY,
 )
+@retry_transient
 def customer_analytics(
     context: dg.AssetExecutionContext,
     enriched_customers,

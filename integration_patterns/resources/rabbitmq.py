@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pika
-from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import AMQPConnectionError
 from pydantic import Field
 
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
 from integration_patterns.resources.rabbitmq_publisher import ConfirmedStreamPublisher
+
+if TYPE_CHECKING:  # pika is imported when a connection opens, not by loading the location
+    import pika
+    from pika.adapters.blocking_connection import BlockingChannel
 
 
 class RabbitMQResource(dg.ConfigurableResource):
@@ -55,6 +56,8 @@ class RabbitMQResource(dg.ConfigurableResource):
 
     def parameters(self) -> pika.ConnectionParameters:
         """Connection parameters for pika (the password stays in the credentials object)."""
+        import pika
+
         return pika.ConnectionParameters(
             host=self.host,
             port=self.port,
@@ -71,6 +74,9 @@ class RabbitMQResource(dg.ConfigurableResource):
     @contextmanager
     def connection(self) -> Iterator[pika.BlockingConnection]:
         """A blocking connection, always closed afterwards."""
+        import pika
+        from pika.exceptions import AMQPConnectionError
+
         try:
             conn = pika.BlockingConnection(self.parameters())
         except AMQPConnectionError as exc:
@@ -115,6 +121,8 @@ class RabbitMQResource(dg.ConfigurableResource):
             pika.exceptions.UnroutableError: no queue is bound for the routing key.
             pika.exceptions.NackError: the broker refused the message.
         """
+        import pika
+
         channel.basic_publish(
             exchange=exchange,
             routing_key=routing_key,

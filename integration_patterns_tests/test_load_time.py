@@ -24,6 +24,7 @@ FORBIDDEN = {
     "pandas": "only the enrichment steps use it",
     "numpy": "only the enrichment steps use it (through pandas)",
     "pymongo": "only steps that talk to MongoDB use it",
+    "pika": "only steps that talk to RabbitMQ use it",
     "fastapi": "the ASGI services run outside Dagster",
     "starlette": "the ASGI services run outside Dagster",
     "uvicorn": "the ASGI services run outside Dagster",

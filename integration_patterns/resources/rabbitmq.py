@@ -12,17 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import dagster as dg
-import pika
-from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import AMQPConnectionError
 from pydantic import Field
 
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
 from integration_patterns.resources.rabbitmq_publisher import ConfirmedStreamPublisher
+
+if TYPE_CHECKING:  # pika is imported when a connection opens, not by loading the location
+    import pika
+    from pika.adapters.blocking_connection import BlockingChannel
 
 
 class RabbitMQResource(dg.ConfigurableResource):
@@ -62,12 +63,16 @@ class RabbitMQResource(dg.ConfigurableResource):
     def address(self) -> str:
         """host:port (and the URL's virtual host), for messages; never the URL's credentials."""
         if self.url:
+            import pika
+
             params = pika.URLParameters(self.url)
             return f"{params.host}:{params.port} vhost {params.virtual_host}"
         return f"{self.host}:{self.port}"
 
     def parameters(self) -> pika.ConnectionParameters | pika.URLParameters:
         """Connection parameters for pika (the password stays in the credentials object)."""
+        import pika
+
         if self.url:
             return self._url_parameters()
         return pika.ConnectionParameters(
@@ -85,6 +90,8 @@ class RabbitMQResource(dg.ConfigurableResource):
 
     def _url_parameters(self) -> pika.URLParameters:
         """The URL's parameters, with this resource's timeouts where the URL names none."""
+        import pika
+
         params = pika.URLParameters(self.url)
         given = {name for name, _ in parse_qsl(urlsplit(self.url).query)}
         defaults = {
@@ -103,6 +110,9 @@ class RabbitMQResource(dg.ConfigurableResource):
     @contextmanager
     def connection(self) -> Iterator[pika.BlockingConnection]:
         """A blocking connection, always closed afterwards."""
+        import pika
+        from pika.exceptions import AMQPConnectionError
+
         try:
             conn = pika.BlockingConnection(self.parameters())
         except AMQPConnectionError as exc:
@@ -147,6 +157,8 @@ class RabbitMQResource(dg.ConfigurableResource):
             pika.exceptions.UnroutableError: no queue is bound for the routing key.
             pika.exceptions.NackError: the broker refused the message.
         """
+        import pika
+
         channel.basic_publish(
             exchange=exchange,
             routing_key=routing_key,

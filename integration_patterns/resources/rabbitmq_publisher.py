@@ -18,12 +18,13 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import takewhile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pika
-from pika.channel import Channel
-from pika.frame import Method
-from pika.spec import Basic, BasicProperties
+if TYPE_CHECKING:  # pika is imported when a publish runs, not by loading the location
+    import pika
+    from pika.channel import Channel
+    from pika.frame import Method
+    from pika.spec import Basic, BasicProperties
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ class _PublishRun:
         self.channel: Channel | None = None
 
     def execute(self) -> PublishReport:
+        import pika
+
         started = time.monotonic()
         self.connection = pika.SelectConnection(
             self.parameters,
@@ -200,6 +203,9 @@ class _PublishRun:
 
     def _pump(self) -> None:
         """Publish until the window is full or the stream ends; finish when all confirmed."""
+        import pika
+        from pika.spec import BasicProperties
+
         if self.closing or self.channel is None:
             return
         while not self.exhausted and len(self.pending) < self.window:
@@ -237,6 +243,8 @@ class _PublishRun:
         self.report.returned.append(properties.message_id or "?")
 
     def _on_confirm(self, frame: Method) -> None:
+        from pika.spec import Basic
+
         method = frame.method
         tag, multiple = method.delivery_tag, method.multiple
         # Tags are issued in order and pending keeps insertion order: stop at the first above.

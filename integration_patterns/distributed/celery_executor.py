@@ -13,11 +13,13 @@ apart with a virtual host each (the URL's path), as RabbitMQ intends.
 """
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from dagster._core.execution.retries import RetryMode, get_retries_config
-from dagster_celery.executor import CeleryExecutor
+
+if TYPE_CHECKING:  # imported when a run starts, not by loading the location
+    from dagster_celery.executor import CeleryExecutor
 
 BROKER_ENV = "DAGSTER_CELERY_BROKER_URL"
 # The result of a step travels back to the run over the broker (RabbitMQ's RPC replies).
@@ -49,8 +51,10 @@ def broker_url(env: dict[str, str] | None = None) -> str:
     return url
 
 
-def make_executor(retries: RetryMode) -> CeleryExecutor:
+def make_executor(retries: RetryMode) -> "CeleryExecutor":
     """dagster-celery's executor with this project's settings, from the environment."""
+    from dagster_celery.executor import CeleryExecutor
+
     return CeleryExecutor(
         retries=retries,
         broker=broker_url(),
@@ -64,6 +68,6 @@ def make_executor(retries: RetryMode) -> CeleryExecutor:
     config_schema={"retries": get_retries_config()},
     requirements=dg.multiple_process_executor_requirements(),
 )
-def celery_on_rabbitmq(init_context: dg.InitExecutorContext) -> CeleryExecutor:
+def celery_on_rabbitmq(init_context: dg.InitExecutorContext) -> "CeleryExecutor":
     """dagster-celery on the stack's RabbitMQ, late-acknowledging; see the module docstring."""
     return make_executor(RetryMode.from_config(init_context.executor_config["retries"]))

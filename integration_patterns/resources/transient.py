@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import dagster as dg
-import pika.exceptions
 import psycopg
 from confluent_kafka import KafkaException
 
@@ -37,9 +36,10 @@ TRANSIENT_RETRY_POLICY = dg.RetryPolicy(
 def _classes() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """(unavailable, deterministic) error classes, built on the first failure.
 
-    pymongo is imported here rather than at module level: loading the code location must not
-    pay for a client library that only some steps use.
+    pika and pymongo are imported here rather than at module level: loading the code
+    location must not pay for client libraries that only some steps use.
     """
+    import pika.exceptions
     import pymongo.errors
 
     unavailable = (

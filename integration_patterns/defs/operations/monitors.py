@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import dagster as dg
-import pika.exceptions
 from psycopg import sql
 from pydantic import Field
 
@@ -102,6 +101,8 @@ def dead_letter_depth(
     rabbitmq: RabbitMQResource, stream: OrdersStreamResource, limits: Thresholds
 ) -> Reading:
     """Messages waiting in the dead-letter queue (a passive declare: nothing is created)."""
+    import pika.exceptions  # here, not at module level: loading the location must not pay for it
+
     queue = stream.dead_letter_queue
     with rabbitmq.connection() as conn:
         try:

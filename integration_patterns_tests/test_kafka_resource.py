@@ -73,3 +73,22 @@ def test_closed_port_fails_within_timeout_naming_the_address(free_port):
         resource.partitions("anything")
     assert time.monotonic() - started < 8
     assert not resource.health().ok
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"enable.auto.commit": True},
+        {"enable.auto.commit": "true"},
+        {"enable.auto.offset.store": True},
+        {"enable.auto.commit": 1},
+    ],
+)
+def test_consumer_overrides_cannot_turn_automatic_commits_on(kafka, override):
+    with pytest.raises(ValueError, match="commit"):
+        kafka.consumer(group_id="never-created", **override)
+
+
+def test_consumer_overrides_that_keep_commits_off_are_accepted(kafka):
+    consumer = kafka.consumer(group_id="never-created", **{"enable.auto.commit": False})
+    consumer.close()

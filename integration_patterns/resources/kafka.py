@@ -102,6 +102,10 @@ class OffsetReader:
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
+# Consumer settings that must stay off: offsets are committed only after the publish is confirmed.
+_COMMIT_SETTINGS = ("enable.auto.commit", "enable.auto.offset.store")
+
+
 class KafkaResource(dg.ConfigurableResource):
     """Client factory for one Kafka cluster.
 
@@ -162,7 +166,22 @@ class KafkaResource(dg.ConfigurableResource):
         )
 
     def consumer(self, *, group_id: str, **overrides: Any) -> Consumer:
-        """A consumer in ``group_id`` that never commits on its own."""
+        """A consumer in ``group_id`` that never commits on its own.
+
+        Offsets are committed only after the results are confirmed (commit-after-confirm), so
+        an override that turns automatic commits or offset stores back on is refused: it
+        would commit messages that were never processed.
+
+        Raises:
+            ValueError: an override enables ``enable.auto.commit`` or
+                ``enable.auto.offset.store``.
+        """
+        for key in _COMMIT_SETTINGS:
+            if key in overrides and str(overrides[key]).strip().lower() not in ("false", "0"):
+                raise ValueError(
+                    f"{key}={overrides[key]!r} would commit offsets before results are "
+                    "confirmed; this resource commits explicitly after the publish"
+                )
         return Consumer(
             self._base_config()
             | {

@@ -475,7 +475,9 @@ def test_demo_lists_jobs_and_runs_platform_smoke(gateway: str) -> None:
     assert "postgresql_latency_ms" in text
 
 
-def test_openapi_document_holds_under_every_schemathesis_check(gateway: str) -> None:
+def test_openapi_document_holds_under_every_schemathesis_check(
+    gateway: str, tmp_path: Path
+) -> None:
     """The OpenAPI document states every constraint the gateway enforces.
 
     Schemathesis with all its checks (not only "no 5xx"): schema-valid requests are not
@@ -501,7 +503,8 @@ def test_openapi_document_holds_under_every_schemathesis_check(gateway: str) -> 
         "-H",
         f"Authorization: Bearer {token(subject='schemathesis')}",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    # In a temporary directory: the CLI keeps its example database under ./.schemathesis.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     # Every operation of the document was exercised.
     selected = re.search(r"Selected: (\d+)/(\d+)", result.stdout)

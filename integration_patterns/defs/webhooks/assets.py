@@ -106,7 +106,8 @@ ROUTE_JOBS = {
         selection=dg.AssetSelection.assets(asset).without_checks(),
         executor_def=dg.in_process_executor,
         description=f"Apply one batch of {route} events from the webhook inbox.",
-        tags={"webhook/route": route},
+        # A whole run that fails (launch timed out, worker died) is run again by the daemon.
+        tags={"webhook/route": route, "dagster/max_retries": "3"},
     )
     for route, asset in ROUTE_ASSETS.items()
 }

@@ -53,7 +53,7 @@ from integration_patterns.services.gateway.dagster_client import DagsterClient
 OURS = ("integration_patterns.definitions", LOCATION, "platform_smoke")
 MINIMAL = ("bench.minimal_location", minimal_location.LOCATION, minimal_location.JOB)
 LOAD_REPETITIONS = 5
-RUN_REPETITIONS = 3
+RUN_REPETITIONS = 5
 POLL_SECONDS = 0.1
 SECRET = "bench-run-latency-secret-0123456789abcdef0123456789"
 GOAL = 0.7

@@ -137,7 +137,7 @@ def main() -> None:
     waits, inside, sizes = [], [], []
     for run_id, events, first_received, last_received in per_run:
         run = all_runs.get(run_id)
-        if not run or not run["startTime"]:
+        if not run or not run["startTime"] or not run["endTime"]:
             continue
         start = datetime.fromtimestamp(run["startTime"], tz=first_received.tzinfo)
         waits.append((start - last_received).total_seconds())

@@ -65,6 +65,7 @@ worker: services
 lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) pyright
 
 bench: services
 	command -v wrk >/dev/null || apt-get install -y wrk

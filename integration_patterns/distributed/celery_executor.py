@@ -70,4 +70,5 @@ def make_executor(retries: RetryMode) -> "CeleryExecutor":
 )
 def celery_on_rabbitmq(init_context: dg.InitExecutorContext) -> "CeleryExecutor":
     """dagster-celery on the stack's RabbitMQ, late-acknowledging; see the module docstring."""
-    return make_executor(RetryMode.from_config(init_context.executor_config["retries"]))
+    retries = RetryMode.from_config(init_context.executor_config["retries"])  # type: ignore[arg-type]
+    return make_executor(retries or RetryMode.ENABLED)

@@ -86,9 +86,12 @@ def read_range(
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(error)
-            if message.offset() >= config.end_offset:
+            offset = message.offset()
+            if offset is None:  # only error events lack an offset, and those were handled
+                continue
+            if offset >= config.end_offset:
                 return
-            position = message.offset() + 1
+            position = offset + 1
             yield message
         if batch:
             last_progress = time.monotonic()

@@ -109,7 +109,7 @@ def _upsert_query(store: WebhookStore, processor: Processor) -> sql.Composed:
         columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
         key=sql.SQL(", ").join(map(sql.Identifier, processor.key)),
         typed=sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))  # pyright: ignore[reportArgumentType]
             for c, t in processor.columns.items()
         ),
         updates=sql.SQL(", ").join(

@@ -136,7 +136,8 @@ def parse_payment(event_type: str, payload: Mapping[str, Any]) -> Row:
             "status": _text(entity, "status") or "received",
         }
     currency = _text(obj, "currency")
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    given = obj.get("metadata")
+    metadata: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     kind = obj["object"]
     if kind == "charge":  # a refund updates the payment the charge belongs to
         return {

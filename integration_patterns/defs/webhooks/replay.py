@@ -47,7 +47,8 @@ class ReplayConfig(dg.Config):
         default="", description="Only events received before this ISO 8601 time."
     )
     statuses: list[Outcome] = Field(
-        default=[FAILED],
+        # Dagster's config schema wants the enum's value as the default, not the member.
+        default=[FAILED],  # pyright: ignore[reportAssignmentType]
         description=f"Only events whose outcome is one of these ({', '.join(STATUSES)}).",
     )
     max_events: int = Field(default=100_000, ge=1, description="Most events one replay takes.")

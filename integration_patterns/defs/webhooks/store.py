@@ -37,7 +37,7 @@ def entity_ddl(schema: str, processor: Processor) -> list[sql.Composable]:
     """Create the processor's table, and add columns a newer version introduced."""
     table = sql.Identifier(schema, processor.table)
     columns = [
-        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))  # pyright: ignore[reportArgumentType]
         for name, kind in processor.columns.items()
     ]
     create = sql.SQL(

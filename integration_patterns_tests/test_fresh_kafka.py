@@ -40,7 +40,9 @@ def fresh_broker(tmp_path: Path):
     """Start `services up kafka` in a private DEVSTACK_HOME; yield (port, the manager)."""
     libs = tmp_path / "kafka-libs"
     libs.mkdir()
-    for jar in (services.HOME / "kafka-libs").glob("*.jar"):
+    # The jars come from the services manager (fetched if this checkout has none yet: the
+    # shared broker may have been started by another checkout).
+    for jar in services.maven_libs("kafka").glob("*.jar"):
         (libs / jar.name).symlink_to(jar)  # the shared jars, read-only
     (libs / ".complete").touch()
     port = _two_free_ports()

@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 # .env.example holds every setting's local default; .env (yours, git-ignored) overrides it,
 # so a setting added to .env.example later reaches an older .env too.
 RUN := uv run --frozen --env-file .env.example --env-file .env
-SERVICES := $(RUN) python -m integration_patterns.devstack.services
+SERVICES := $(RUN) python -m devstack.services
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
 .PHONY: install services status down demo test dev pools lint bench seed token worker
@@ -41,10 +41,10 @@ pools: services $(DAGSTER_HOME)/dagster.yaml
 	$(RUN) dagster instance concurrency set partner_api 1 >/dev/null
 
 demo: pools
-	$(RUN) python -m integration_patterns.devstack.demo
+	$(RUN) python -m devstack.demo
 
 seed: services
-	$(RUN) python -m integration_patterns.devstack.sample_data --preset $(or $(PRESET),small)
+	$(RUN) python -m devstack.sample_data --preset $(or $(PRESET),small)
 
 test: services
 	$(RUN) pytest $(PYTEST_ARGS)
@@ -60,7 +60,7 @@ dev: pools
 # One Celery worker for customer_enrichment_celery, in .workers/<NAME>/ (start two, in two
 # shells with different NAMEs, for two). It needs the Dagster instance's storage to be shared.
 worker: services
-	$(RUN) python -m integration_patterns.devstack.celery_workers $(if $(NAME),--name $(NAME))
+	$(RUN) python -m devstack.celery_workers $(if $(NAME),--name $(NAME))
 
 lint: install
 	$(RUN) ruff check .
@@ -74,4 +74,4 @@ bench: services
 # A development JWT for the gateway (GATEWAY_JWT_SECRET, audience and issuer from .env):
 # `make -s token`, or `make -s token ARGS="--scope jobs:read --ttl 600"`.
 token: install
-	@$(RUN) python -m integration_patterns.devstack.token $(ARGS)
+	@$(RUN) python -m devstack.token $(ARGS)

@@ -31,14 +31,14 @@ import dagster as dg
 from psycopg import sql
 
 from bench.report import Comparison, write
+from devstack import sample_data, services
+from devstack.celery_workers import celery_workers
+from devstack.orders_load import produce_orders
 from integration_patterns.defs.enrichment import assets
 from integration_patterns.defs.enrichment.schedule import customer_enrichment
 from integration_patterns.defs.enrichment.store import EnrichmentStore
 from integration_patterns.defs.messaging.sensor import kafka_orders_sensor
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
-from integration_patterns.devstack import sample_data, services
-from integration_patterns.devstack.celery_workers import celery_workers
-from integration_patterns.devstack.orders_load import produce_orders
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.s3 import s3_resource_from_env
 

@@ -30,11 +30,11 @@ import dagster as dg
 from psycopg import sql
 
 from bench.report import Comparison, write
+from devstack import sample_data
 from integration_patterns.defs.enrichment import assets
 from integration_patterns.defs.enrichment.queries import fetch_customers, fetch_user_events
 from integration_patterns.defs.enrichment.schedule import customer_enrichment
 from integration_patterns.defs.enrichment.store import EnrichmentStore
-from integration_patterns.devstack import sample_data
 
 REPETITIONS = 3
 END = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from bench.report import Comparison, write
-from integration_patterns.devstack.demo_gateway import (
+from devstack.demo_gateway import (
     dagster_stack,
     gateway_server,
     mint_token,

@@ -22,9 +22,9 @@ import uuid
 from confluent_kafka import TopicPartition
 
 from bench.report import Comparison, write
+from devstack.orders_load import produce_orders
 from integration_patterns.defs.messaging.batch_job import kafka_orders_batch
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
-from integration_patterns.devstack.orders_load import produce_orders
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.rabbitmq import RabbitMQResource
 from integration_patterns.resources.rabbitmq_publisher import OutgoingMessage

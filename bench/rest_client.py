@@ -18,8 +18,8 @@ import time
 import httpx
 
 from bench.report import Comparison, write
+from devstack.partner_api import SimulatorProcess
 from integration_patterns.defs.external_api.resources import PartnerApiResource
-from integration_patterns.devstack.partner_api import SimulatorProcess
 from integration_patterns.resources.http import RateLimiter
 
 CLIENT_ID, SECRET = "bench-client", "bench-secret-value"

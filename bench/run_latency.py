@@ -41,7 +41,7 @@ import httpx
 
 from bench import minimal_location
 from bench.report import Comparison, write
-from integration_patterns.devstack.demo_gateway import (
+from devstack.demo_gateway import (
     LOCATION,
     PROJECT,
     dagster_stack,

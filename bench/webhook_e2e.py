@@ -30,7 +30,7 @@ from datetime import datetime
 from psycopg import sql
 
 from bench.report import Comparison, write
-from integration_patterns.devstack.webhook_fixtures import (
+from devstack.webhook_fixtures import (
     new_standard_secret,
     post_raw,
     receiver_env,
@@ -38,7 +38,7 @@ from integration_patterns.devstack.webhook_fixtures import (
     sample_event,
     signed_delivery,
 )
-from integration_patterns.devstack.webhook_stack import runs, webhook_stack
+from devstack.webhook_stack import runs, webhook_stack
 from integration_patterns.resources.postgres import PostgresResource
 
 SECONDS = 60

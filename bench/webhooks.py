@@ -20,7 +20,7 @@ from pathlib import Path
 from psycopg import sql
 
 from bench.report import Comparison, write
-from integration_patterns.devstack.webhook_fixtures import (
+from devstack.webhook_fixtures import (
     encode,
     free_port,
     new_standard_secret,

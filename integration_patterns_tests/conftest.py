@@ -1,6 +1,6 @@
 """Shared fixtures: resources pointed at the real local services.
 
-The services are started by ``make test`` (``python -m integration_patterns.devstack.services
+The services are started by ``make test`` (``python -m devstack.services
 up``). A fixture whose service does not answer *fails* the tests that use it, with the
 service's own error: a suite that skipped when PostgreSQL is down would pass without testing
 anything.

@@ -19,13 +19,13 @@ import pytest
 from psycopg import sql
 from standardwebhooks import Webhook
 
+from devstack.orders_load import produce_orders
 from integration_patterns.defs.messaging.batch_job import kafka_orders_batch
 from integration_patterns.defs.operations import monitors
 from integration_patterns.defs.operations.alert import Alert
 from integration_patterns.defs.operations.sensors import alert_on_run_failure, operations_monitors
 from integration_patterns.defs.operations.sinks import AlertSinks
 from integration_patterns.defs.webhooks.store import WebhookStore
-from integration_patterns.devstack.orders_load import produce_orders
 from integration_patterns.inbox import ensure_inbox
 from integration_patterns_tests import test_messaging
 from integration_patterns_tests.conftest import rabbitmq_from_env

@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 from psycopg import sql
 
+from devstack import sample_data, services
+from devstack.celery_workers import Worker, celery_workers
 from integration_patterns.defs.enrichment.store import EnrichmentStore
 from integration_patterns.defs.enrichment.upsert import TABLE
-from integration_patterns.devstack import sample_data, services
-from integration_patterns.devstack.celery_workers import Worker, celery_workers
 from integration_patterns.resources.postgres import PostgresResource
 from integration_patterns.resources.s3 import s3_resource_from_env
 from integration_patterns_tests import celery_job

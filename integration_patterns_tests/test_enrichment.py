@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from psycopg import sql
 
+from devstack import sample_data
 from integration_patterns.defs.enrichment import assets
 from integration_patterns.defs.enrichment import enrich as scoring
 from integration_patterns.defs.enrichment.pool_health import pool_problems
@@ -25,7 +26,6 @@ from integration_patterns.defs.enrichment.schedule import (
 )
 from integration_patterns.defs.enrichment.store import EnrichmentStore
 from integration_patterns.defs.enrichment.upsert import TABLE, upsert
-from integration_patterns.devstack import sample_data
 from integration_patterns_tests.conftest import mongo_from_env, postgres_from_env
 
 END = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
@@ -441,7 +441,7 @@ def test_code_location_loads_the_enrichment_with_its_store():
 
 
 def test_demo_section_seeds_runs_and_lists_the_top_ten():
-    from integration_patterns.devstack.demo_enrichment import run_demo
+    from devstack.demo_enrichment import run_demo
 
     text = run_demo(dg.DagsterInstance.ephemeral())
     lines = text.splitlines()

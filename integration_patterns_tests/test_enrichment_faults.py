@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from devstack import sample_data
 from integration_patterns.defs.enrichment import assets
 from integration_patterns.defs.enrichment.pool_health import pool_problems
 from integration_patterns.defs.enrichment.schedule import customer_enrichment
@@ -27,7 +28,6 @@ from integration_patterns.defs.enrichment.upsert import (
     UpsertError,
     upsert,
 )
-from integration_patterns.devstack import sample_data
 from integration_patterns.resources.health import ServiceUnavailableError
 from integration_patterns.resources.postgres import PoolExhaustedError
 from integration_patterns_tests.conftest import mongo_from_env, postgres_from_env

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
+from devstack.demo_external_api import run_demo
+from devstack.partner_api import SimulatorProcess, record
 from integration_patterns.defs.external_api.assets import (
     QUARANTINE_CHECK,
     partner_records,
@@ -27,8 +29,6 @@ from integration_patterns.defs.external_api.resources import (
 from integration_patterns.defs.external_api.storage import QUARANTINE, RECORDS, WATERMARK
 from integration_patterns.defs.external_api.transform import PartnerRecord, to_internal
 from integration_patterns.defs.resources import resources as shared_resources
-from integration_patterns.devstack.demo_external_api import run_demo
-from integration_patterns.devstack.partner_api import SimulatorProcess, record
 
 CLIENT_ID = "asset-client"
 SECRET = "Asset-s3cret-Value-41c0"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from integration_patterns.devstack import services
-from integration_patterns.devstack.orders_load import produce_orders
+from devstack import services
+from devstack.orders_load import produce_orders
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns_tests.conftest import PROJECT
 from integration_patterns_tests.test_messaging import drain, make_stream, run_range, sensor_tick
@@ -48,7 +48,7 @@ def fresh_broker(tmp_path: Path):
     port = _two_free_ports()
     env = {**os.environ, "DEVSTACK_HOME": str(tmp_path), "KAFKA_PORT": str(port)}
     manager = subprocess.Popen(
-        [sys.executable, "-m", "integration_patterns.devstack.services", "up", "kafka"],
+        [sys.executable, "-m", "devstack.services", "up", "kafka"],
         cwd=PROJECT,
         env=env,
         stderr=subprocess.PIPE,
@@ -57,7 +57,7 @@ def fresh_broker(tmp_path: Path):
     yield port, manager
     manager.kill()
     subprocess.run(
-        [sys.executable, "-m", "integration_patterns.devstack.services", "down", "kafka"],
+        [sys.executable, "-m", "devstack.services", "down", "kafka"],
         cwd=PROJECT,
         env=env,
         capture_output=True,

@@ -28,7 +28,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from integration_patterns.devstack.demo_gateway import (
+from devstack.demo_gateway import (
     DEMO_AUDIENCE,
     DEMO_ISSUER,
     cancel_unfinished_runs,

@@ -30,14 +30,14 @@ import pytest
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from integration_patterns.devstack.demo_gateway import (
+from devstack.demo_gateway import (
     DEMO_AUDIENCE,
     DEMO_ISSUER,
     free_port,
     gateway_server,
     mint_token,
 )
-from integration_patterns.devstack.raw_http import raw_request
+from devstack.raw_http import raw_request
 from integration_patterns.services.gateway.auth import (
     AuthError,
     KeysUnavailableError,
@@ -285,7 +285,7 @@ def test_the_token_command_mints_what_the_configured_gateway_accepts() -> None:
         "GATEWAY_JWT_AUDIENCE": DEMO_AUDIENCE,
         "GATEWAY_JWT_ISSUER": DEMO_ISSUER,
     }
-    command = [sys.executable, "-m", "integration_patterns.devstack.token"]
+    command = [sys.executable, "-m", "devstack.token"]
     args = ["--subject", "ci", "--scope", "jobs:read", "--scope", "runs:launch:platform_smoke"]
     result = subprocess.run(
         [*command, *args], env=env, capture_output=True, text=True, check=True, timeout=60

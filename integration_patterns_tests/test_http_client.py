@@ -17,8 +17,8 @@ from email.utils import formatdate
 import httpx
 import pytest
 
+from devstack.partner_api import SimulatorProcess
 from integration_patterns.defs.external_api.resources import PartnerApiResource
-from integration_patterns.devstack.partner_api import SimulatorProcess
 from integration_patterns.resources.http import (
     AuthError,
     CircuitBreaker,

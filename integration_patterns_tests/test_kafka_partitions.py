@@ -11,9 +11,9 @@ from collections import Counter
 import dagster as dg
 import pytest
 
+from devstack.orders_load import produce_orders
 from integration_patterns.defs.messaging.sensor import kafka_orders_sensor
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
-from integration_patterns.devstack.orders_load import produce_orders
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns_tests.conftest import kafka_from_env
 

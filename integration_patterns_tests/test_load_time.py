@@ -30,7 +30,7 @@ FORBIDDEN = {
     "uvicorn": "the ASGI services run outside Dagster",
     "jwt": "only the gateway checks tokens",
     "integration_patterns.services": "the receiver and the gateway are not the code location",
-    "integration_patterns.devstack": "development tooling is not the code location",
+    "devstack": "development tooling is not the code location",
     "dagster_aws.components": "the component catalogue of load_from_defs_folder's root",
 }
 

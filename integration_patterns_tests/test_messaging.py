@@ -18,11 +18,11 @@ import time
 import dagster as dg
 import pytest
 
+from devstack.orders_load import produce_orders
 from integration_patterns.defs.messaging.batch_job import kafka_orders_batch
 from integration_patterns.defs.messaging.processing import process_order
 from integration_patterns.defs.messaging.sensor import kafka_orders_sensor
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
-from integration_patterns.devstack.orders_load import produce_orders
 from integration_patterns_tests.conftest import PROJECT, rabbitmq_from_env
 
 

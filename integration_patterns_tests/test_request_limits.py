@@ -21,9 +21,9 @@ import httpx
 import pytest
 from psycopg import sql
 
-from integration_patterns.devstack.demo_gateway import free_port, gateway_server
-from integration_patterns.devstack.raw_http import raw_request
-from integration_patterns.devstack.webhook_fixtures import (
+from devstack.demo_gateway import free_port, gateway_server
+from devstack.raw_http import raw_request
+from devstack.webhook_fixtures import (
     encode,
     receiver_env,
     running_receiver,

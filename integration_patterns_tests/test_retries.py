@@ -9,9 +9,9 @@ it holds back must be named, with its range and failed run, in the sensor's skip
 import dagster as dg
 import pytest
 
+from devstack.flaky_proxy import flaky_proxy
+from devstack.orders_load import produce_orders
 from integration_patterns.defs.messaging.batch_job import kafka_orders_batch
-from integration_patterns.devstack.flaky_proxy import flaky_proxy
-from integration_patterns.devstack.orders_load import produce_orders
 from integration_patterns.resources.transient import is_transient
 from integration_patterns_tests import test_messaging
 from integration_patterns_tests.conftest import rabbitmq_from_env

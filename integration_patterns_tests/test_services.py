@@ -4,13 +4,13 @@ import os
 import subprocess
 import sys
 
-from integration_patterns.devstack import services
+from devstack import services
 from integration_patterns_tests.conftest import PROJECT
 
 
 def _manager(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "integration_patterns.devstack.services", *args],
+        [sys.executable, "-m", "devstack.services", *args],
         cwd=PROJECT,
         capture_output=True,
         text=True,

@@ -23,13 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
+from devstack.webhook_fixtures import sample_event
 from integration_patterns.defs.webhooks.assets import ROUTE_ASSETS, ROUTE_CHECKS, ROUTE_JOBS
 from integration_patterns.defs.webhooks.batches import apply_batch
 from integration_patterns.defs.webhooks.processors import PROCESSORS, MalformedEventError
 from integration_patterns.defs.webhooks.replay import webhook_replay_job
 from integration_patterns.defs.webhooks.routing import RouterCursor, webhook_inbox_router
 from integration_patterns.defs.webhooks.store import WebhookStore
-from integration_patterns.devstack.webhook_fixtures import sample_event
 from integration_patterns.inbox import InboxRow, ensure_inbox, insert_rows
 from integration_patterns.resources.postgres import PostgresResource
 from integration_patterns_tests.conftest import postgres_from_env

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 from psycopg import sql
 
-from integration_patterns.devstack.webhook_fixtures import (
+from devstack.webhook_fixtures import (
     new_standard_secret,
     receiver_env,
     running_receiver,
@@ -26,7 +26,7 @@ from integration_patterns.devstack.webhook_fixtures import (
     send_all,
     signed_delivery,
 )
-from integration_patterns.devstack.webhook_stack import runs, webhook_stack
+from devstack.webhook_stack import runs, webhook_stack
 from integration_patterns.resources.postgres import PostgresResource
 from integration_patterns_tests.conftest import postgres_from_env
 

@@ -25,8 +25,8 @@ import svix.webhooks
 from hypothesis import strategies as st
 from psycopg import sql
 
-from integration_patterns.devstack.raw_http import raw_request
-from integration_patterns.devstack.webhook_fixtures import (
+from devstack.raw_http import raw_request
+from devstack.webhook_fixtures import (
     encode,
     new_standard_secret,
     receiver_env,

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from integration_patterns.devstack.webhook_fixtures import (
+from devstack.webhook_fixtures import (
     encode,
     new_standard_secret,
     receiver_env,

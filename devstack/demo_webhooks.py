@@ -7,7 +7,7 @@ already has, as the daemon does; then shows each event's outcome from the inbox.
 receiver's sources and secrets come from the same environment variables the receiver reads
 (``WEBHOOK_SOURCES``, ``WEBHOOK_SECRET_<NAME>`` or ``WEBHOOK_SECRETS_<NAME>``).
 
-Standalone: ``python -m integration_patterns.devstack.demo_webhooks`` starts a receiver on a
+Standalone: ``python -m devstack.demo_webhooks`` starts a receiver on a
 free port for the duration.
 """
 
@@ -21,13 +21,13 @@ import dagster as dg
 import httpx
 from psycopg import sql
 
-from integration_patterns.defs.webhooks.routing import RouterCursor, webhook_inbox_router
-from integration_patterns.defs.webhooks.store import WebhookStore
-from integration_patterns.devstack.webhook_fixtures import (
+from devstack.webhook_fixtures import (
     running_receiver,
     sample_event,
     signed_delivery,
 )
+from integration_patterns.defs.webhooks.routing import RouterCursor, webhook_inbox_router
+from integration_patterns.defs.webhooks.store import WebhookStore
 from integration_patterns.resources.postgres import PostgresResource
 from integration_patterns.services.webhook_receiver.config import (
     settings_from_env,

@@ -4,10 +4,10 @@ import os
 
 import dagster as dg
 
+from devstack.orders_load import produce_orders
 from integration_patterns.definitions import defs
 from integration_patterns.defs.messaging.sensor import kafka_orders_sensor
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
-from integration_patterns.devstack.orders_load import produce_orders
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.rabbitmq import RabbitMQResource
 

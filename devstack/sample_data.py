@@ -7,7 +7,7 @@ carries the mess the pipeline has to survive: duplicate and NULL customer ids, c
 without orders or events, orders and events for unknown customers, user ids stored as
 (sometimes padded or non-numeric) strings in MongoDB where PostgreSQL has integers.
 
-Usage: ``python -m integration_patterns.devstack.sample_data --preset small``
+Usage: ``python -m devstack.sample_data --preset small``
 (connection settings from the same environment variables as the code location).
 """
 

@@ -11,12 +11,12 @@ import datetime as dt
 import dagster as dg
 from psycopg import sql
 
+from devstack import sample_data
 from integration_patterns.defs.enrichment import assets
 from integration_patterns.defs.enrichment.resources import enrichment_resources
 from integration_patterns.defs.enrichment.schedule import customer_enrichment
 from integration_patterns.defs.enrichment.upsert import TABLE
 from integration_patterns.defs.resources import resources as shared_resources
-from integration_patterns.devstack import sample_data
 
 _TOP = """
 SELECT customer_id, name, order_count, total_spent, event_count, engagement_score

@@ -1,6 +1,6 @@
 """Produce sample orders, valid and poison, to Kafka (demo, tests and benchmark).
 
-``python -m integration_patterns.devstack.orders_load --count 10000 --poison 0.05``
+``python -m devstack.orders_load --count 10000 --poison 0.05``
 
 Deterministic from a seed: the same arguments produce the same messages, and exactly
 ``round(count * poison)`` of them are poison, of four kinds (unparsable bytes, an unknown

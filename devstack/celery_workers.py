@@ -1,6 +1,6 @@
 """Celery worker processes for ``make worker``, the tests and the benchmark.
 
-``python -m integration_patterns.devstack.celery_workers --name worker-a`` runs one worker
+``python -m devstack.celery_workers --name worker-a`` runs one worker
 in the foreground (``make worker``). ``celery_workers(["a", "b"], env=..., root=...)`` starts
 several in the background for a test or a benchmark, each in its own session and its own
 working directory under ``root`` (sharing nothing on disk), waits until each is consuming,
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 APP = "integration_patterns.distributed.worker"
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def worker_command(name: str, loglevel: str = "INFO") -> list[str]:

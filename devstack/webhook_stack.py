@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from integration_patterns.devstack.demo_gateway import (
+from devstack.demo_gateway import (
     LOCATION,
     PROJECT,
     dagster_stack,

@@ -2,7 +2,7 @@
 
 ``run_demo(gateway_url, secret)`` mints a token, lists the jobs and launches
 ``platform_smoke`` with ``wait=true``, and returns printable text. ``python -m
-integration_patterns.devstack.demo_gateway`` uses the Dagster webserver at
+devstack.demo_gateway`` uses the Dagster webserver at
 ``GATEWAY_DAGSTER_URL`` when one answers there (``make dev``), else starts its own
 webserver + daemon (temporary DAGSTER_HOME, the repository's dagster.yaml, storage in the
 ``dagster_gateway_demo`` database), then the gateway on a free port, runs the demo and
@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import jwt
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 DEMO_AUDIENCE = "integration-patterns-gateway"
 DEMO_ISSUER = "integration-patterns-dev"

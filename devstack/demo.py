@@ -11,15 +11,15 @@ import sys
 
 import dagster as dg
 
-from integration_patterns.definitions import defs
-from integration_patterns.devstack import (
+from devstack import (
     demo_enrichment,
     demo_external_api,
     demo_gateway,
     demo_messaging,
     demo_webhooks,
 )
-from integration_patterns.devstack.webhook_fixtures import running_receiver
+from devstack.webhook_fixtures import running_receiver
+from integration_patterns.definitions import defs
 
 
 def run_platform_smoke(instance: dg.DagsterInstance) -> str:

@@ -3,7 +3,7 @@
 Dev tooling, not product code: the tests, the demo and the benchmark start it as a real
 HTTP server (uvicorn on 127.0.0.1) so the REST client is exercised over real sockets, never
 through transport mocks. Run it with
-``python -m integration_patterns.devstack.partner_api --port 8765``.
+``python -m devstack.partner_api --port 8765``.
 
 What a partner does to us is configurable, at start (``--config '{"faults": ...}'``) and
 while running (``POST /admin/config``): 429 with ``Retry-After`` in seconds or as an
@@ -515,7 +515,7 @@ class SimulatorProcess:
 
     def start(self, timeout: float = 20.0) -> None:
         """Start uvicorn and wait until ``/healthz`` answers; fail with the log otherwise."""
-        cmd = [sys.executable, "-m", "integration_patterns.devstack.partner_api"]
+        cmd = [sys.executable, "-m", "devstack.partner_api"]
         cmd += ["--port", str(self.port), "--config", json.dumps(self.base_config)]
         self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -1,4 +1,4 @@
-"""``python -m integration_patterns.devstack.token`` (``make token``): a development JWT.
+"""``python -m devstack.token`` (``make token``): a development JWT.
 
 Prints a bearer token the local gateway accepts, signed with ``GATEWAY_JWT_SECRET`` (HS256)
 for ``GATEWAY_JWT_AUDIENCE`` and ``GATEWAY_JWT_ISSUER`` (read from the environment, then
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from integration_patterns.devstack.demo_gateway import env_defaults, mint_token
+from devstack.demo_gateway import env_defaults, mint_token
 from integration_patterns.services.gateway.settings import ConfigError, settings_from_env
 
 

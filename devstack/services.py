@@ -1,6 +1,6 @@
 """Local services manager: install, start, check and stop the real services on 127.0.0.1.
 
-Usage: ``python -m integration_patterns.devstack.services up|status|down [service ...]``.
+Usage: ``python -m devstack.services up|status|down [service ...]``.
 
 Every step is idempotent: what is installed is reused, what already answers is left alone.
 PostgreSQL 15 and RabbitMQ come from apt; Kafka (KRaft, one node) and the MongoDB-wire server
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOST = "127.0.0.1"
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 HOME = Path(os.environ.get("DEVSTACK_HOME", PROJECT / ".devstack")).resolve()
 
@@ -514,7 +514,7 @@ def partner_api_up() -> None:
         [
             sys.executable,
             "-m",
-            "integration_patterns.devstack.partner_api",
+            "devstack.partner_api",
             "--host",
             HOST,
             "--port",

@@ -8,7 +8,7 @@ RUN := uv run --frozen --env-file .env.example --env-file .env
 SERVICES := $(RUN) python -m devstack.services
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install services status down demo test dev pools lint bench seed token worker
+.PHONY: install services status down demo test dev pools lint bench seed token worker browser
 
 .env:
 	cp .env.example .env
@@ -46,8 +46,14 @@ demo: pools
 seed: services
 	$(RUN) python -m devstack.sample_data --preset $(or $(PRESET),small)
 
-test: services
+test: services browser
 	$(RUN) pytest $(PYTEST_ARGS)
+
+# Debian's chromium, which the lineage browser test drives through Playwright (never a
+# browser downloaded by `playwright install`).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 
 # The UI and daemon, plus the two ASGI services that sit outside Dagster: the webhook
 # receiver (:8090) and the API gateway (:8080), stopped together with dg dev.

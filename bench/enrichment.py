@@ -97,7 +97,6 @@ def main() -> None:
                 assets.enriched_customers,
                 assets.customer_analytics,
             ],
-            asset_checks=[assets.score_in_range, assets.one_row_per_customer],
             jobs=[customer_enrichment],
             resources={"postgres": job_postgres, "mongo": job_mongo, "enrichment_store": STORE},
         )

@@ -42,7 +42,6 @@ def enrichment_definitions() -> dg.Definitions:
                 assets.enriched_customers,
                 assets.customer_analytics,
             ],
-            asset_checks=[assets.score_in_range, assets.one_row_per_customer],
             jobs=[customer_enrichment],
         ),
     )

@@ -9,8 +9,13 @@ This location declares no components, so it builds the same component tree from 
 ``dg list defs`` and ``dg dev`` read it unchanged), without the catalogue. Building the tree
 from the module rather than from ``pyproject.toml`` also works where the package is
 installed without its project files (a wheel in an image).
+
+Building the tree calls Dagster's own ``load_definitions_from_module``, which warns that it
+is a preview; ``dg.load_from_defs_folder`` silences that warning for its callers, and so
+does this loader (only that one message: any other preview or beta warning still shows).
 """
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -24,4 +29,8 @@ def defs() -> dg.Definitions:
     tree = dg.ComponentTree.from_module(
         defs_module=integration_patterns.defs, project_root=Path(__file__).parent.parent
     )
-    return tree.build_defs(tree.defs_module_path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*load_definitions_from_module", category=dg.PreviewWarning
+        )
+        return tree.build_defs(tree.defs_module_path)

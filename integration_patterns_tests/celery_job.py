@@ -31,7 +31,6 @@ def enrichment_on_celery() -> dg.JobDefinition:
             assets.enriched_customers,
             assets.customer_analytics,
         ],
-        asset_checks=[assets.score_in_range, assets.one_row_per_customer],
         jobs=[customer_enrichment_celery],
         resources={
             "postgres": postgres_from_env(),

@@ -43,7 +43,6 @@ def enrichment_defs(store: EnrichmentStore, **resource_overrides) -> dg.Definiti
             assets.enriched_customers,
             assets.customer_analytics,
         ],
-        asset_checks=[assets.score_in_range, assets.one_row_per_customer],
         jobs=[customer_enrichment],
         schedules=[customer_enrichment_daily],
         resources={

@@ -125,7 +125,6 @@ def test_backend_killed_during_the_upsert_rolls_back_then_retries_by_itself(
             assets.enriched_customers,
             assets.customer_analytics,
         ],
-        asset_checks=[assets.score_in_range, assets.one_row_per_customer],
         jobs=[customer_enrichment],
         resources={
             "postgres": postgres_from_env(application_name=app),

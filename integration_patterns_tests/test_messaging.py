@@ -271,6 +271,39 @@ def test_killed_run_is_reexecuted_without_loss(stream, kafka, rabbitmq, unique):
     assert len({m[0] for m in seen}) == count
 
 
+def test_a_committed_range_is_reported_on_the_topic_and_exchange_assets(stream, kafka, rabbitmq):
+    # The lineage of the pattern: the run materializes each exchange it published to and
+    # observes the topic, every event naming the range (external.py's asset keys).
+    load = produce_orders(kafka, topic=stream.topic, count=200, poison_ratio=0.05)
+    run = run_range(stream, kafka, rabbitmq, 0, 0, 200)
+    assert run.success
+    failures = len(load.poison_ids)
+    assert failures == 10
+    materializations = [e.materialization for e in run.get_asset_materialization_events()]
+    published = {
+        m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
+        for m in materializations
+    }
+    source = {"topic": stream.topic, "partition": 0, "start_offset": 0, "end_offset": 200}
+    assert published == {
+        "orders_results_exchange": {
+            **source,
+            "exchange": stream.results_exchange,
+            "messages": 200 - failures,
+        },
+        "orders_dead_letter_exchange": {
+            **source,
+            "exchange": stream.dead_letter_exchange,
+            "messages": failures,
+        },
+    }
+    observed = [
+        (o.asset_key.to_user_string(), {k: v.value for k, v in o.metadata.items()})
+        for o in run.asset_observations_for_node("process_order_batch")
+    ]
+    assert observed == [("kafka_orders_topic", {**source, "committed_offset": 200})]
+
+
 def test_rerun_of_an_old_range_never_moves_the_group_backwards(stream, kafka, rabbitmq):
     produce_orders(kafka, topic=stream.topic, count=200, poison_ratio=0)
     assert run_range(stream, kafka, rabbitmq, 0, 0, 100).success

@@ -3,17 +3,27 @@
 Each daily partition scores the activity of the ``lookback_days`` ending with that day. The
 reads aggregate in their databases; the join and the score run in pandas; the write is one
 transaction (see ``upsert.py``). Data checks on ``enriched_customers`` are blocking, so a
-batch with bad scores or ambiguous ids never reaches the table.
+batch with bad scores or ambiguous ids never reaches the table. They run inside the asset's
+own step, on the partition it just computed: a separate ``@asset_check`` on a partitioned
+asset needs a partitioned check spec, which Dagster 1.13 still ships as a preview.
 
 The frames are pandas DataFrames, but no signature here names ``pd.DataFrame``: Dagster
 resolves annotations when the location loads, and every run of every job would import
 pandas (about 1.5 s) for them. The modules these assets call import it when they run.
 """
 
+from collections.abc import Iterator
+
 import dagster as dg
 from pydantic import Field
 
 from integration_patterns.defs.enrichment import enrich as scoring
+from integration_patterns.defs.enrichment.external import (
+    GROUP,
+    mongo_user_events,
+    postgres_customers,
+    postgres_orders,
+)
 from integration_patterns.defs.enrichment.pool_health import (
     POSTGRES_POOL_CHECK,
     mongo_pool_metadata,
@@ -23,11 +33,11 @@ from integration_patterns.defs.enrichment.pool_health import (
 from integration_patterns.defs.enrichment.queries import fetch_customers, fetch_user_events
 from integration_patterns.defs.enrichment.store import ActivityWindow, EnrichmentStore
 from integration_patterns.defs.enrichment.upsert import TABLE, upsert
+from integration_patterns.defs.owners import INTEGRATIONS
 from integration_patterns.resources.mongo import MongoResource
 from integration_patterns.resources.postgres import PostgresResource
 from integration_patterns.resources.transient import TRANSIENT_RETRY_POLICY, retry_transient
 
-GROUP = "enrichment"
 ENRICHMENT_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
 
 
@@ -48,6 +58,8 @@ def _window_metadata(window: ActivityWindow) -> dict[str, str]:
     kinds={"postgres", "pandas"},
     partitions_def=ENRICHMENT_PARTITIONS,
     pool="postgres",
+    deps=[postgres_customers, postgres_orders],
+    owners=INTEGRATIONS,
 )
 def customers(
     context: dg.AssetExecutionContext,
@@ -76,6 +88,8 @@ def customers(
     kinds={"mongodb", "pandas"},
     partitions_def=ENRICHMENT_PARTITIONS,
     pool="mongodb",
+    deps=[mongo_user_events],
+    owners=INTEGRATIONS,
 )
 def user_events(
     context: dg.AssetExecutionContext,
@@ -97,39 +111,60 @@ def user_events(
     )
 
 
+def score_in_range(frame) -> dg.AssetCheckResult:
+    """Every engagement score is within 0..100 (blocking: bad scores never reach the table)."""
+    bad = scoring.scores_out_of_range(frame)
+    return dg.AssetCheckResult(
+        check_name="score_in_range", passed=bad == 0, metadata={"rows_out_of_range": bad}
+    )
+
+
+def one_row_per_customer(frame) -> dg.AssetCheckResult:
+    """No NULL and no repeated customer id (blocking: the upsert key must be unambiguous)."""
+    bad = scoring.duplicate_or_missing_ids(frame)
+    return dg.AssetCheckResult(
+        check_name="one_row_per_customer",
+        passed=bad == 0,
+        metadata={"duplicate_or_null_ids": bad},
+    )
+
+
+DATA_CHECKS = (score_in_range, one_row_per_customer)
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas"},
     partitions_def=ENRICHMENT_PARTITIONS,
+    owners=INTEGRATIONS,
+    check_specs=[
+        dg.AssetCheckSpec(
+            check.__name__,
+            asset="enriched_customers",
+            blocking=True,
+            description=(check.__doc__ or "").strip(),
+        )
+        for check in DATA_CHECKS
+    ],
 )
 def enriched_customers(
     context: dg.AssetExecutionContext, customers, user_events
-) -> dg.MaterializeResult:
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """Customers joined with their events on normalised ids, with the engagement score."""
     frame, counts = scoring.enrich(customers, user_events)
     context.log.info(f"{len(frame)} enriched customers; {counts}")
-    return dg.MaterializeResult(
-        value=frame,
+    yield dg.Output(
+        frame,
         metadata={
             "dagster/row_count": len(frame),
             **counts,
             "top_customers": dg.MetadataValue.md(scoring.top(frame).to_markdown(index=False)),
         },
     )
-
-
-@dg.asset_check(asset=enriched_customers, blocking=True, partitions_def=ENRICHMENT_PARTITIONS)
-def score_in_range(enriched_customers) -> dg.AssetCheckResult:
-    """Every engagement score is within 0..100 (blocking: bad scores never reach the table)."""
-    bad = scoring.scores_out_of_range(enriched_customers)
-    return dg.AssetCheckResult(passed=bad == 0, metadata={"rows_out_of_range": bad})
-
-
-@dg.asset_check(asset=enriched_customers, blocking=True, partitions_def=ENRICHMENT_PARTITIONS)
-def one_row_per_customer(enriched_customers) -> dg.AssetCheckResult:
-    """No NULL and no repeated customer id (blocking: the upsert key must be unambiguous)."""
-    bad = scoring.duplicate_or_missing_ids(enriched_customers)
-    return dg.AssetCheckResult(passed=bad == 0, metadata={"duplicate_or_null_ids": bad})
+    # A failed blocking check fails this step after it is recorded, so the upsert
+    # downstream never runs on the batch.
+    for check in DATA_CHECKS:
+        yield check(frame)
 
 
 @dg.asset(
@@ -137,9 +172,24 @@ def one_row_per_customer(enriched_customers) -> dg.AssetCheckResult:
     kinds={"postgres"},
     partitions_def=ENRICHMENT_PARTITIONS,
     pool="postgres",
+    owners=INTEGRATIONS,
     check_specs=[
-        dg.AssetCheckSpec("reconciles_with_enriched", asset="customer_analytics"),
-        dg.AssetCheckSpec(POSTGRES_POOL_CHECK, asset="customer_analytics"),
+        dg.AssetCheckSpec(
+            "reconciles_with_enriched",
+            asset="customer_analytics",
+            description=(
+                "Every enriched row was staged and is in the table at this partition "
+                "(or kept at a newer one)."
+            ),
+        ),
+        dg.AssetCheckSpec(
+            POSTGRES_POOL_CHECK,
+            asset="customer_analytics",
+            description=(
+                "Warns when the PostgreSQL pool made requests wait, timed out or saw more "
+                "than 5% query errors."
+            ),
+        ),
     ],
     # A lost connection or a restarting server: the upsert is one transaction that rolled
     # back, so it is retried with backoff. Bad data fails at once.

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from integration_patterns.defs.external_api.external import GROUP, partner_api
 from integration_patterns.defs.external_api.resources import PartnerApiResource
 from integration_patterns.defs.external_api.storage import (
     ensure_tables,
@@ -25,6 +26,7 @@ from integration_patterns.defs.external_api.storage import (
     store,
 )
 from integration_patterns.defs.external_api.transform import PartnerBatch, split
+from integration_patterns.defs.owners import INTEGRATIONS
 from integration_patterns.resources.postgres import PostgresResource
 
 QUARANTINE_CHECK = "quarantine_rate_within_threshold"
@@ -65,7 +67,13 @@ def _record_circuit(context: dg.AssetExecutionContext, client: object) -> None:
     )
 
 
-@dg.asset(group_name="external_api", kinds={"api", "python"}, pool="partner_api")
+@dg.asset(
+    group_name=GROUP,
+    kinds={"api", "python"},
+    pool="partner_api",
+    deps=[partner_api],
+    owners=INTEGRATIONS,
+)
 def partner_records_raw(
     context: dg.AssetExecutionContext,
     config: PartnerFetchConfig,
@@ -110,9 +118,10 @@ def partner_records_raw(
 
 
 @dg.asset(
-    group_name="external_api",
+    group_name=GROUP,
     kinds={"postgres"},
     pool="postgres",
+    owners=INTEGRATIONS,
     check_specs=[
         dg.AssetCheckSpec(
             QUARANTINE_CHECK,

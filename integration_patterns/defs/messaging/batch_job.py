@@ -8,6 +8,12 @@ the same ``message_id`` (``<topic>-<partition>-<offset>``) and can be dropped by
 
 The range streams through in chunks: memory is bounded by the read chunk and the publish
 window, not by the size of the range.
+
+In the asset graph the job is the edge from the Kafka topic to the two exchanges
+(``external.py``): once the range is committed, the run reports a materialization of each
+exchange it published to and an observation of the topic, all carrying the offset range.
+It stays an op job (not an asset) because every run needs its range in config: the sensor's
+run config, re-execution from the UI and the tests all address ``process_order_batch``.
 """
 
 import json
@@ -19,6 +25,11 @@ import dagster as dg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from pydantic import Field
 
+from integration_patterns.defs.messaging.external import (
+    kafka_orders_topic,
+    orders_dead_letter_exchange,
+    orders_results_exchange,
+)
 from integration_patterns.defs.messaging.processing import process_order
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
 from integration_patterns.resources.kafka import KafkaResource
@@ -202,6 +213,8 @@ def process_order_batch(
         f"{config.topic}[{config.partition}] {config.start_offset}-{config.end_offset}: "
         f"{counts['results']} results, {counts['failures']} dead letters, committed {committed}"
     )
+    for event in lineage_events(orders_stream, summary):
+        context.log_event(event)
     return dg.Output(
         summary,
         metadata={
@@ -211,6 +224,40 @@ def process_order_batch(
             "messages_per_second": round(counts["messages"] / seconds, 1) if seconds else 0.0,
         },
     )
+
+
+def lineage_events(
+    stream: OrdersStreamResource, summary: dict
+) -> list[dg.AssetMaterialization | dg.AssetObservation]:
+    """What a committed range did to the stream's assets, each event carrying the range.
+
+    An exchange is materialized only when the range published to it; the topic is
+    observed with the group's committed offset for the partition.
+    """
+    source = {
+        "topic": summary["topic"],
+        "partition": summary["partition"],
+        "start_offset": summary["start_offset"],
+        "end_offset": summary["end_offset"],
+    }
+    events: list[dg.AssetMaterialization | dg.AssetObservation] = [
+        dg.AssetObservation(
+            asset_key=kafka_orders_topic.key,
+            metadata={**source, "committed_offset": summary["committed_offset"]},
+        )
+    ]
+    for spec, exchange, count in (
+        (orders_results_exchange, stream.results_exchange, summary["results"]),
+        (orders_dead_letter_exchange, stream.dead_letter_exchange, summary["failures"]),
+    ):
+        if count:
+            events.append(
+                dg.AssetMaterialization(
+                    asset_key=spec.key,
+                    metadata={**source, "exchange": exchange, "messages": count},
+                )
+            )
+    return events
 
 
 @dg.job(

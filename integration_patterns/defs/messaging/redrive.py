@@ -21,6 +21,10 @@ import dagster as dg
 from psycopg import sql
 from pydantic import Field
 
+from integration_patterns.defs.messaging.external import (
+    orders_parking_queue,
+    orders_results_exchange,
+)
 from integration_patterns.defs.messaging.processing import process_order
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
 from integration_patterns.resources.postgres import PostgresResource, ensure_ddl
@@ -187,6 +191,17 @@ def redrive_dead_letters(
         f"{counts['results']} to results, {counts['parked']} to {stream.parking_queue}, "
         f"{counts['duplicates']} duplicates dropped"
     )
+    if not config.dry_run:  # what the re-drive wrote, on the stream's assets
+        for spec, count in (
+            (orders_results_exchange, counts["results"]),
+            (orders_parking_queue, counts["parked"]),
+        ):
+            if count:
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=spec.key, metadata={"redriven": count, "run": context.run_id}
+                    )
+                )
     return dg.Output(
         summary, metadata={**summary, "parked_reasons": dg.MetadataValue.json(dict(reasons))}
     )

@@ -14,7 +14,9 @@ import dagster as dg
 from psycopg import sql
 from pydantic import Field
 
+from integration_patterns.defs.messaging.external import GROUP, orders_results_queue
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
+from integration_patterns.defs.owners import INTEGRATIONS
 from integration_patterns.resources.postgres import PostgresResource, ensure_ddl
 from integration_patterns.resources.rabbitmq import RabbitMQResource
 from integration_patterns.resources.transient import TRANSIENT_RETRY_POLICY, retry_transient
@@ -45,9 +47,11 @@ class DrainConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="messaging",
+    group_name=GROUP,
     kinds={"rabbitmq", "postgres"},
     pool="postgres",
+    deps=[orders_results_queue],
+    owners=INTEGRATIONS,
     retry_policy=TRANSIENT_RETRY_POLICY,
 )
 @retry_transient

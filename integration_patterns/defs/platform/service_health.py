@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from integration_patterns.defs.owners import PLATFORM
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.mongo import MongoResource
 from integration_patterns.resources.postgres import PostgresResource
@@ -22,6 +23,7 @@ class ServicesDownError(RuntimeError):
 @dg.asset(
     group_name="platform",
     kinds={"postgres", "mongodb", "kafka", "rabbitmq"},
+    owners=PLATFORM,
 )
 def service_health(
     context: dg.AssetExecutionContext,

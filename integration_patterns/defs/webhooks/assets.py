@@ -12,8 +12,10 @@ at decoration time and cannot resolve them from strings.
 import dagster as dg
 from pydantic import Field
 
+from integration_patterns.defs.owners import INTEGRATIONS
 from integration_patterns.defs.webhooks.backlog import RouteBacklog, backlog, check_results
 from integration_patterns.defs.webhooks.batches import apply_batch
+from integration_patterns.defs.webhooks.external import GROUP, webhook_inbox
 from integration_patterns.defs.webhooks.processors import PROCESSORS
 from integration_patterns.defs.webhooks.routes import UNKNOWN
 from integration_patterns.defs.webhooks.store import UNKNOWN_TABLE, WebhookStore
@@ -41,8 +43,10 @@ def job_name(route: str) -> str:
 def _processor_asset(route: str, description: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=asset_name(route),
-        group_name="webhooks",
+        group_name=GROUP,
         kinds={"postgres"},
+        deps=[webhook_inbox],
+        owners=INTEGRATIONS,
         pool="postgres",
         retry_policy=RETRY,
         description=description,

@@ -63,10 +63,10 @@ EXTERNAL_ASSETS = {
     "postgres_orders",
     "mongo_user_events",
     # webhooks/external.py
-    "webhook_source_shop",
-    "webhook_source_stripe",
-    "webhook_source_github",
-    "webhook_source_svix",
+    "shop_webhooks",
+    "stripe_webhooks",
+    "github_webhooks",
+    "svix_webhooks",
     "webhook_inbox",
     # messaging/external.py
     "kafka_orders_topic",
@@ -140,7 +140,7 @@ FLOWS = {
         {"customer_analytics"},
     ),
     "webhooks": (
-        {"webhook_source_shop", "webhook_source_stripe", "webhook_source_github"},
+        {"shop_webhooks", "stripe_webhooks", "github_webhooks", "svix_webhooks"},
         WEBHOOK_ROUTE_ASSETS,
     ),
     "messaging": ({"kafka_orders_topic"}, {"order_results", "orders_parking_queue"}),

@@ -26,8 +26,8 @@ SOURCES: dict[str, tuple[str, str]] = {
 
 
 def source_key(source: str) -> str:
-    """The asset key of a webhook source (``webhook_source_<name>``)."""
-    return f"webhook_source_{source}"
+    """The asset key of a webhook source (``<name>_webhooks``)."""
+    return f"{source}_webhooks"
 
 
 webhook_sources = [

@@ -102,3 +102,23 @@ def test_letters_that_fail_again_are_parked(stream, rabbitmq, postgres, letters)
         assert "unparsable payload" in headers["x-redrive-error"]
         assert headers["x-redrive-error-type"] == "JSONDecodeError"
     assert depth(rabbitmq, stream.dead_letter_queue) == 6  # the fixable ones stay
+
+
+def test_a_redrive_reports_what_it_wrote_on_the_stream_assets(stream, rabbitmq, postgres, letters):
+    def run(dry_run):
+        config = {"reason_contains": "unparsable", "dry_run": dry_run}
+        return orders_dead_letter_redrive.execute_in_process(
+            run_config={"ops": {"redrive_dead_letters": {"config": config}}},
+            resources={"rabbitmq": rabbitmq, "postgres": postgres, "orders_stream": stream},
+        )
+
+    def reported(result):
+        return {
+            m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
+            for m in (e.materialization for e in result.get_asset_materialization_events())
+        }
+
+    assert reported(run(dry_run=True)) == {}  # a dry run writes nothing
+    assert reported(run(dry_run=False)) == {
+        "orders_parking_queue": {"target": stream.parking_queue, "messages": 3, "redriven": True}
+    }

@@ -192,14 +192,15 @@ def redrive_dead_letters(
         f"{counts['duplicates']} duplicates dropped"
     )
     if not config.dry_run:  # what the re-drive wrote, on the stream's assets
-        for spec, count in (
-            (orders_results_exchange, counts["results"]),
-            (orders_parking_queue, counts["parked"]),
+        for spec, target, count in (
+            (orders_results_exchange, stream.results_exchange, counts["results"]),
+            (orders_parking_queue, stream.parking_queue, counts["parked"]),
         ):
             if count:
                 context.log_event(
                     dg.AssetMaterialization(
-                        asset_key=spec.key, metadata={"redriven": count, "run": context.run_id}
+                        asset_key=spec.key,
+                        metadata={"target": target, "messages": count, "redriven": True},
                     )
                 )
     return dg.Output(

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
+from devstack import harness
 from integration_patterns.defs.enrichment.store import EnrichmentStore
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.mongo import MongoResource
@@ -131,11 +132,7 @@ def unique() -> str:
 @pytest.fixture
 def free_port() -> int:
     """A local TCP port nothing listens on (bound, read, released)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return harness.free_port()
 
 
 @pytest.fixture

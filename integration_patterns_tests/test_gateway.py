@@ -28,15 +28,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from devstack.demo_gateway import (
-    DEMO_AUDIENCE,
-    DEMO_ISSUER,
-    cancel_unfinished_runs,
-    dagster_stack,
-    gateway_server,
-    mint_token,
-    run_demo,
-)
+from devstack.dagster_graphql import cancel_unfinished_runs
+from devstack.dagster_stack import dagster_stack
+from devstack.demo_gateway import run_demo
+from devstack.gateway_server import gateway_server
+from devstack.token import DEMO_AUDIENCE, DEMO_ISSUER, mint_token
 from integration_patterns.services.gateway.auth import AuthError, TokenVerifier
 from integration_patterns.services.gateway.ratelimit import RateLimiter
 from integration_patterns.services.gateway.settings import (
@@ -81,9 +77,12 @@ def bearer(value: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def dagster_url() -> Iterator[str]:
     # Storage of its own: a daemon runs whatever is queued in the storage it watches, and
-    # others' runs filling the queue (or dying with this stack) would make tests flaky.
-    # Sensors and schedules stopped: this daemon only dequeues the tests' runs.
-    stack = dagster_stack(database="dagster_gateway_tests", automation=False, clear_queue=True)
+    # others' runs filling the queue (or dying with this stack) would make tests flaky. The
+    # name is this session's alone: a second checkout running these tests at the same time
+    # once cancelled this one's runs. Sensors and schedules stopped: this daemon only
+    # dequeues the tests' runs.
+    database = f"dagster_gateway_tests_{uuid.uuid4().hex[:10]}"
+    stack = dagster_stack(database=database, drop_after=True, automation=False)
     with stack as url:
         yield url
 

@@ -30,14 +30,10 @@ import pytest
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from devstack.demo_gateway import (
-    DEMO_AUDIENCE,
-    DEMO_ISSUER,
-    free_port,
-    gateway_server,
-    mint_token,
-)
+from devstack.gateway_server import gateway_server
+from devstack.harness import free_port
 from devstack.raw_http import raw_request
+from devstack.token import DEMO_AUDIENCE, DEMO_ISSUER, mint_token
 from integration_patterns.services.gateway.auth import (
     AuthError,
     KeysUnavailableError,

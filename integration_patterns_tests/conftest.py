@@ -107,12 +107,27 @@ def mongo() -> Iterator[MongoResource]:
     resource.close()
 
 
+def delete_topics(kafka: KafkaResource, *, containing: str) -> list[str]:
+    """Delete every topic whose name contains ``containing``; the names deleted."""
+    admin = kafka.admin()
+    names = sorted(name for name in admin.list_topics(timeout=10).topics if containing in name)
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result()
+    return names
+
+
 @pytest.fixture
-def kafka() -> KafkaResource:
-    """Client factory for the local Kafka broker."""
+def kafka(unique) -> Iterator[KafkaResource]:
+    """Client factory for the local Kafka broker.
+
+    Every topic the test named with its ``unique`` suffix is deleted afterwards: the broker
+    is shared and long-lived, and thousands of left-over partitions slow it for everyone.
+    """
     resource = kafka_from_env()
     require_healthy(resource)
-    return resource
+    yield resource
+    delete_topics(resource, containing=unique)
 
 
 @pytest.fixture

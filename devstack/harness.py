@@ -114,7 +114,7 @@ def wait_until(
         time.sleep(interval)
 
 
-def pid_alive(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
     """Whether process ``pid`` exists (for processes another invocation started)."""
     try:
         os.kill(pid, 0)
@@ -141,7 +141,7 @@ def stop_pid(pid: int, timeout: float = 30.0) -> None:
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
+    while process_exists(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     _kill_group(pid)
 

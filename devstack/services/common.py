@@ -104,7 +104,7 @@ def pid_alive(name: str) -> int | None:
     if not pidfile.exists():
         return None
     pid = int(pidfile.read_text())
-    return pid if harness.pid_alive(pid) else None
+    return pid if harness.process_exists(pid) else None
 
 
 def stop_service(name: str, timeout: float = 30) -> None:

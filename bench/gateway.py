@@ -32,7 +32,7 @@ from devstack.demo_gateway import (
     gateway_server,
     mint_token,
 )
-from integration_patterns.services.gateway.dagster_client import DagsterClient
+from integration_patterns.services.gateway.dagster_api.client import DagsterClient
 
 JOB = "platform_smoke"
 LAUNCHES, REPETITIONS, CONCURRENCY = 20, 5, 4

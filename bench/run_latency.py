@@ -48,7 +48,7 @@ from devstack.demo_gateway import (
     gateway_server,
     mint_token,
 )
-from integration_patterns.services.gateway.dagster_client import DagsterClient
+from integration_patterns.services.gateway.dagster_api.client import DagsterClient
 
 OURS = ("integration_patterns.definitions", LOCATION, "platform_smoke")
 MINIMAL = ("bench.minimal_location", minimal_location.LOCATION, minimal_location.JOB)

@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from devstack.demo_gateway import env_defaults, mint_token
-from integration_patterns.services.gateway.settings import ConfigError, settings_from_env
+from integration_patterns.services.gateway.settings import GatewaySettingsError, settings_from_env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--ttl must be positive")
     try:
         settings = settings_from_env(env_defaults())
-    except ConfigError as exc:
+    except GatewaySettingsError as exc:
         parser.error(str(exc))
     if settings.jwt_secret is None:
         parser.error(

@@ -19,6 +19,7 @@ from integration_patterns.services.gateway.dagster_api import queries
 from integration_patterns.services.gateway.dagster_api.errors import (
     BackfillNotFoundError,
     CancelRejectedError,
+    DagsterError,
     DagsterUnavailableError,
     JobNotFoundError,
     LaunchRejectedError,
@@ -61,6 +62,28 @@ class DagsterClient:
         """Close the pooled HTTP connections."""
         self._transport.close()
 
+    def _answer(
+        self,
+        query: str,
+        variables: Mapping[str, Any],
+        field: str,
+        expected: str,
+        *,
+        missing: DagsterError | None = None,
+    ) -> dict[str, Any]:
+        """The answer's ``field`` when it has the ``expected`` type.
+
+        A ``...NotFoundError`` answer raises ``missing`` (when the call can miss); any other
+        type (``PythonError``...) means Dagster cannot answer, which the gateway says as 503.
+        """
+        result = self._transport.query(query, variables)[field]
+        kind = result["__typename"]
+        if kind == expected:
+            return result
+        if missing is not None and kind.endswith("NotFoundError"):
+            raise missing
+        raise DagsterUnavailableError(f"{field} answered {kind}: {result.get('message')}")
+
     def ping(self) -> bool:
         """True when the webserver answers ``/server_info``."""
         return self._transport.ping()
@@ -80,9 +103,9 @@ class DagsterClient:
         """The location's jobs, cached for a few seconds (a launch looks its job up)."""
         with self._jobs_lock:
             if refresh or time.monotonic() >= self._jobs_expire:
-                result = self._transport.query(queries.JOBS_QUERY)["repositoriesOrError"]
-                if result["__typename"] != "RepositoryConnection":
-                    raise DagsterUnavailableError(f"cannot list jobs: {result.get('message')}")
+                result = self._answer(
+                    queries.JOBS_QUERY, {}, "repositoriesOrError", "RepositoryConnection"
+                )
                 jobs = {
                     job["name"]: JobInfo(
                         name=job["name"],
@@ -119,12 +142,13 @@ class DagsterClient:
             "repositoryName": info.repository,
             "repositoryLocationName": info.location,
         }
-        result = self._transport.query(queries.PARTITION_KEYS_QUERY, {"selector": selector})
-        result = result["pipelineOrError"]
-        if result["__typename"] == "PipelineNotFoundError":
-            raise JobNotFoundError(f"no job named {job!r}")
-        if result["__typename"] != "Pipeline":
-            raise DagsterUnavailableError(f"cannot read partitions: {result.get('message')}")
+        result = self._answer(
+            queries.PARTITION_KEYS_QUERY,
+            {"selector": selector},
+            "pipelineOrError",
+            "Pipeline",
+            missing=JobNotFoundError(f"no job named {job!r}"),
+        )
         keys = list(result["partitionKeysOrError"]["partitionKeys"])
         self._partitions[job] = (now + JOBS_CACHE_SECONDS, keys)
         return keys
@@ -160,15 +184,17 @@ class DagsterClient:
 
     def backfill(self, backfill_id: str) -> BackfillInfo:
         """A backfill of this location, with its runs' ids, statuses and partitions."""
-        result = self._transport.query(queries.BACKFILL_QUERY, {"id": backfill_id})
-        result = result["partitionBackfillOrError"]
-        if result["__typename"] == "BackfillNotFoundError":
-            raise BackfillNotFoundError(f"no backfill {backfill_id}")
-        if result["__typename"] != "PartitionBackfill":
-            raise DagsterUnavailableError(f"cannot read backfill: {result.get('message')}")
+        missing = BackfillNotFoundError(f"no backfill {backfill_id}")
+        result = self._answer(
+            queries.BACKFILL_QUERY,
+            {"id": backfill_id},
+            "partitionBackfillOrError",
+            "PartitionBackfill",
+            missing=missing,
+        )
         info = backfill_info(result)
         if info.location != self._location:
-            raise BackfillNotFoundError(f"no backfill {backfill_id}")
+            raise missing
         return info
 
     def launch(self, job: str, *, run_config: Mapping[str, Any], tags: Mapping[str, str]) -> str:
@@ -202,22 +228,19 @@ class DagsterClient:
 
     def run(self, run_id: str) -> RunInfo:
         """A run of this location."""
-        result = self._transport.query(queries.RUN_QUERY, {"runId": run_id})["runOrError"]
-        if result["__typename"] == "RunNotFoundError":
-            raise RunNotFoundError(f"no run {run_id}")
-        if result["__typename"] != "Run":
-            raise DagsterUnavailableError(f"cannot read run: {result.get('message')}")
+        missing = RunNotFoundError(f"no run {run_id}")
+        result = self._answer(
+            queries.RUN_QUERY, {"runId": run_id}, "runOrError", "Run", missing=missing
+        )
         info = run_info(result)
         if info.location != self._location:
-            raise RunNotFoundError(f"no run {run_id}")
+            raise missing
         return info
 
     def find_run_by_tag(self, key: str, value: str) -> RunInfo | None:
         """The newest run carrying tag ``key=value``, if any."""
         variables = {"filter": {"tags": [{"key": key, "value": value}]}}
-        result = self._transport.query(queries.RUNS_BY_TAG_QUERY, variables)["runsOrError"]
-        if result["__typename"] != "Runs":
-            raise DagsterUnavailableError(f"cannot search runs: {result.get('message')}")
+        result = self._answer(queries.RUNS_BY_TAG_QUERY, variables, "runsOrError", "Runs")
         runs = [run_info(r) for r in result["results"]]
         return runs[0] if runs else None
 
@@ -228,11 +251,13 @@ class DagsterClient:
         cursor: str | None = None
         while True:
             variables = {"runId": run_id, "cursor": cursor, "limit": EVENTS_PAGE}
-            page = self._transport.query(queries.EVENTS_QUERY, variables)["logsForRun"]
-            if page["__typename"] == "RunNotFoundError":
-                raise RunNotFoundError(f"no run {run_id}")
-            if page["__typename"] != "EventConnection":
-                raise DagsterUnavailableError(f"cannot read run events: {page.get('message')}")
+            page = self._answer(
+                queries.EVENTS_QUERY,
+                variables,
+                "logsForRun",
+                "EventConnection",
+                missing=RunNotFoundError(f"no run {run_id}"),
+            )
             add_events(page["events"], assets, failures)
             cursor = page["cursor"]
             if not page["hasMore"]:

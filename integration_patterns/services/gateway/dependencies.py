@@ -37,8 +37,8 @@ class GatewayState:
     idempotency_locks: KeyedLocks
 
 
-def gateway_state(request: Request) -> GatewayState:
-    """The state of the app serving ``request``."""
+async def gateway_state(request: Request) -> GatewayState:
+    """The state of the app serving ``request`` (async: a sync one would cost a thread hop)."""
     return request.app.state.gateway
 
 

@@ -127,7 +127,13 @@ def launch_run_endpoint(
         """
         caller.require_launch(job)
         return await launch(
-            gateway, caller, job, body or LaunchRequest(), wait, timeout, idempotency_key
+            gateway,
+            caller,
+            job=job,
+            request=body or LaunchRequest(),
+            wait=wait,
+            timeout=timeout,
+            idempotency_key=idempotency_key,
         )
 
     return launch_run
@@ -136,6 +142,7 @@ def launch_run_endpoint(
 async def launch(
     gateway: GatewayState,
     caller: Principal,
+    *,
     job: str,
     request: LaunchRequest,
     wait: bool,

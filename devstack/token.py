@@ -22,7 +22,7 @@ import uuid
 import jwt
 
 from devstack.environment import env_defaults
-from integration_patterns.services.gateway.settings import ConfigError, settings_from_env
+from integration_patterns.services.gateway.settings import GatewaySettingsError, settings_from_env
 
 #: the claims the demo gateway, the tests' gateways and .env.example expect
 DEMO_AUDIENCE = "integration-patterns-gateway"
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--ttl must be positive")
     try:
         settings = settings_from_env(env_defaults())
-    except ConfigError as exc:
+    except GatewaySettingsError as exc:
         parser.error(str(exc))
     if settings.jwt_secret is None:
         parser.error(

@@ -11,18 +11,14 @@ Nodes drawn at a small scale show middle-truncated names, so the names asserted 
 the short ones (every source and sink listed is at most 18 characters).
 """
 
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from devstack import harness
 from integration_patterns_tests.conftest import PROJECT
 
 ARTIFACT = Path(__file__).parent / "artifacts" / "lineage.png"
@@ -53,43 +49,22 @@ def chromium() -> str:
 def webserver(tmp_path, free_port):
     """The location's webserver on a free port, with a throw-away instance; its URL."""
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
-    log = tmp_path / "webserver.log"
+    url = f"http://127.0.0.1:{free_port}"
     command = [
         str(Path(sys.executable).parent / "dagster-webserver"),
         *("-w", str(PROJECT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(free_port)),
     ]
-    with log.open("wb") as out:
-        # Started from the temporary directory: the Dagster CLI reads .env from its cwd.
-        process = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{free_port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _answers(url):
-            assert process.poll() is None, f"webserver exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"webserver not up:\n{log.read_text()[-3000:]}"
-            time.sleep(0.5)
+    # Started from the temporary directory: the Dagster CLI reads .env from its cwd.
+    with harness.running(
+        "dagster-webserver",
+        command,
+        ready=lambda: harness.http_ok(f"{url}/server_info"),
+        timeout=120,
+        env={"DAGSTER_HOME": str(tmp_path)},
+        cwd=tmp_path,
+        log=tmp_path / "webserver.log",
+    ):
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the webserver and its code server
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/server_info", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 # True when the element at the middle of the name is the name itself: drawn, inside the

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from devstack.webhook_fixtures import sample_event
+from integration_patterns.defs.webhooks import batches
 from integration_patterns.defs.webhooks.assets import ROUTE_ASSETS, ROUTE_CHECKS, ROUTE_JOBS
 from integration_patterns.defs.webhooks.batches import apply_batch
 from integration_patterns.defs.webhooks.processors import PROCESSORS, MalformedEventError
@@ -661,7 +662,9 @@ def test_backlog_is_reported_per_route(pg, store):
     assert evaluated == checks
 
 
-def test_database_connection_lost_mid_batch_is_retried_and_completes(pg, store):
+def test_database_connection_lost_mid_batch_is_retried_and_completes(pg, store, monkeypatch):
+    # Chunks of 10 events, each committed on its own: the connection is lost in the third.
+    monkeypatch.setattr(batches, "CHUNK_EVENTS", 10)
     ids = add(
         pg, store, [("shop", "order.created", sample_event("order.created", n)) for n in range(40)]
     )
@@ -674,7 +677,7 @@ def test_database_connection_lost_mid_batch_is_retried_and_completes(pg, store):
         blocker.execute(
             sql.SQL(
                 "INSERT INTO {} (order_id, source, delivery_id, last_inbox_id) "
-                "VALUES ('ord-7', 'x', 'x', 0)"
+                "VALUES ('ord-27', 'x', 'x', 0)"
             ).format(store.table("webhook_orders"))
         )
         thread = threading.Thread(
@@ -684,7 +687,7 @@ def test_database_connection_lost_mid_batch_is_retried_and_completes(pg, store):
         )
         blocker.commit()
         blocker.execute(
-            sql.SQL("SELECT 1 FROM {} WHERE order_id = 'ord-7' FOR UPDATE").format(
+            sql.SQL("SELECT 1 FROM {} WHERE order_id = 'ord-27' FOR UPDATE").format(
                 store.table("webhook_orders")
             )
         )
@@ -701,7 +704,9 @@ def test_database_connection_lost_mid_batch_is_retried_and_completes(pg, store):
                 )
             )
         assert killed == 1
-        assert {s[0] for s in outcomes(pg, store, ids).values()} == {"pending"}  # rolled back
+        state = outcomes(pg, store, ids)
+        assert {state[i][0] for i in ids[:20]} == {"processed"}  # committed chunks stay
+        assert {state[i][0] for i in ids[20:]} == {"pending"}  # the lost chunk rolled back
         blocker.rollback()
         thread.join(timeout=60)
     finally:

@@ -29,6 +29,7 @@ import uuid
 from psycopg import sql
 
 from bench.report import Comparison, write
+from devstack.dagster_graphql import graphql
 from devstack.webhook_fixtures import (
     new_standard_secret,
     post_raw,
@@ -37,7 +38,7 @@ from devstack.webhook_fixtures import (
     sample_event,
     signed_delivery,
 )
-from devstack.webhook_stack import graphql, webhook_stack
+from devstack.webhook_stack import webhook_stack
 from integration_patterns.resources.postgres import PostgresResource
 
 SECONDS = 60

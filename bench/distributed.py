@@ -49,6 +49,10 @@ REPETITIONS = 2
 TICKS = 5
 END = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
 PARTITION = "2026-01-31"
+# mongo-java-server aggregates the large preset's million events in 20 s on an idle machine
+# and over 60 s (the resource's socket timeout) on a loaded one, when it also answers pymongo's
+# heartbeats later than connectTimeoutMS (5 s), which cancels the operation: both sides wait.
+MONGO_TIMEOUT_MS = 600_000
 
 
 def _store(preset: str) -> EnrichmentStore:
@@ -137,6 +141,7 @@ def main() -> None:
         "CELERY_TEST_SCHEMA": store.schema_name,
         "CELERY_TEST_COLLECTION": store.events_collection,
         "S3_TEST_PREFIX": f"bench/{unique}",
+        "CELERY_TEST_MONGO_TIMEOUT_MS": str(MONGO_TIMEOUT_MS),
         "PYTHONPATH": str(PROJECT),
     }
     os.environ.update(settings)
@@ -156,6 +161,9 @@ def main() -> None:
                 end=END,
             ).seconds
         job_postgres, job_mongo = sample_data.resources_from_env()
+        job_mongo = job_mongo.model_copy(
+            update={"socket_timeout_ms": MONGO_TIMEOUT_MS, "connect_timeout_ms": MONGO_TIMEOUT_MS}
+        )
         defs = dg.Definitions(
             assets=[
                 assets.customers,

@@ -16,9 +16,41 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+import uuid
 
-from devstack.demo_gateway import env_defaults, mint_token
-from integration_patterns.services.gateway.settings import ConfigError, settings_from_env
+import jwt
+
+from devstack.environment import env_defaults
+from integration_patterns.services.gateway.settings import GatewaySettingsError, settings_from_env
+
+#: the claims the demo gateway, the tests' gateways and .env.example expect
+DEMO_AUDIENCE = "integration-patterns-gateway"
+DEMO_ISSUER = "integration-patterns-dev"
+
+
+def mint_token(
+    secret: str,
+    *,
+    subject: str = "demo-client",
+    scopes: tuple[str, ...] = ("jobs:read", "runs:launch:*"),
+    audience: str = DEMO_AUDIENCE,
+    issuer: str = DEMO_ISSUER,
+    ttl_seconds: int = 300,
+) -> str:
+    """An HS256 token the gateway accepts when configured with the same secret and claims."""
+    now = int(time.time())
+    claims = {
+        "sub": subject,
+        "aud": audience,
+        "iss": issuer,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+        "scope": " ".join(scopes),
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--ttl must be positive")
     try:
         settings = settings_from_env(env_defaults())
-    except ConfigError as exc:
+    except GatewaySettingsError as exc:
         parser.error(str(exc))
     if settings.jwt_secret is None:
         parser.error(

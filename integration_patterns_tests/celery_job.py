@@ -23,6 +23,14 @@ def store_from_env() -> EnrichmentStore:
     )
 
 
+def _mongo_timeout() -> dict[str, int]:
+    """The benchmark's large preset needs longer Mongo timeouts on a loaded machine."""
+    timeout = os.environ.get("CELERY_TEST_MONGO_TIMEOUT_MS")
+    if not timeout:
+        return {}
+    return {"socket_timeout_ms": int(timeout), "connect_timeout_ms": int(timeout)}
+
+
 def enrichment_on_celery() -> dg.JobDefinition:
     defs = dg.Definitions(
         assets=[
@@ -34,7 +42,7 @@ def enrichment_on_celery() -> dg.JobDefinition:
         jobs=[customer_enrichment_celery],
         resources={
             "postgres": postgres_from_env(),
-            "mongo": mongo_from_env(),
+            "mongo": mongo_from_env(**_mongo_timeout()),
             "enrichment_store": store_from_env(),
             "io_manager": S3ParquetIOManager(
                 s3_resource=s3_resource_from_env(),

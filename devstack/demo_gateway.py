@@ -32,6 +32,8 @@ from pathlib import Path
 import httpx
 import jwt
 
+from devstack.env_files import layered_env as env_defaults
+
 PROJECT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 DEMO_AUDIENCE = "integration-patterns-gateway"
@@ -53,20 +55,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
-
-
-def env_defaults() -> dict[str, str]:
-    """The environment with .env (or .env.example) filling what the caller did not set."""
-    env = dict(os.environ)
-    env_file = PROJECT / ".env"
-    if not env_file.exists():
-        env_file = PROJECT / ".env.example"
-    for line in env_file.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            env.setdefault(key.strip(), value.strip())
-    return env
 
 
 def mint_token(

@@ -2,8 +2,9 @@
 
 Prints a bearer token the local gateway accepts, signed with ``GATEWAY_JWT_SECRET`` (HS256)
 for ``GATEWAY_JWT_AUDIENCE`` and ``GATEWAY_JWT_ISSUER`` (read from the environment, then
-``.env``, then ``.env.example``). A gateway configured with a public key or a JWKS URL takes
-tokens from its identity provider instead; this command then says so and fails.
+``.env``, then ``.env.example``, see ``devstack.env_files``). A gateway configured with a
+public key or a JWKS URL takes tokens from its identity provider instead; this command then
+says so and fails.
 
 Example::
 
@@ -17,7 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from devstack.demo_gateway import env_defaults, mint_token
+from devstack.demo_gateway import mint_token
+from devstack.env_files import layered_env
 from integration_patterns.services.gateway.settings import ConfigError, settings_from_env
 
 
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ttl <= 0:
         parser.error("--ttl must be positive")
     try:
-        settings = settings_from_env(env_defaults())
+        settings = settings_from_env(layered_env())
     except ConfigError as exc:
         parser.error(str(exc))
     if settings.jwt_secret is None:

@@ -12,7 +12,7 @@ import dagster as dg
 from integration_patterns.defs.enrichment import assets
 from integration_patterns.defs.enrichment.distributed import customer_enrichment_celery
 from integration_patterns.defs.enrichment.store import EnrichmentStore
-from integration_patterns.resources.s3 import S3ParquetIOManager, s3_resource_from_env
+from integration_patterns.resources.s3 import S3ParquetIOManager, S3StorageResource
 from integration_patterns_tests.conftest import mongo_from_env, postgres_from_env
 
 
@@ -38,7 +38,7 @@ def enrichment_on_celery() -> dg.JobDefinition:
             "mongo": mongo_from_env(),
             "enrichment_store": store_from_env(),
             "io_manager": S3ParquetIOManager(
-                s3_resource=s3_resource_from_env(),
+                s3_resource=S3StorageResource.from_env(),
                 s3_bucket=os.environ["S3_BUCKET"],
                 s3_prefix=os.environ["S3_TEST_PREFIX"],
             ),

@@ -8,17 +8,17 @@ resource counts the queries it ran and how many failed, which the pool-health ch
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import Field, PrivateAttr
 
+from integration_patterns.resources.env import EnvConfigured
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
 
 
@@ -82,12 +82,12 @@ def _counting_cursor(counter: QueryCounter) -> type[psycopg.Cursor]:
     return CountingCursor
 
 
-class PostgresResource(dg.ConfigurableResource):
+class PostgresResource(EnvConfigured, dg.ConfigurableResource):
     """A pooled PostgreSQL connection source.
 
     Example:
         ```python
-        postgres = PostgresResource(password=dg.EnvVar("POSTGRES_PASSWORD"))
+        postgres = PostgresResource.from_env_vars()  # POSTGRES_*, read when a run starts
 
         @dg.asset
         def answer(postgres: PostgresResource) -> int:
@@ -120,33 +120,19 @@ class PostgresResource(dg.ConfigurableResource):
         default="integration_patterns", description="Shown in pg_stat_activity."
     )
 
+    env_vars: ClassVar[Mapping[str, str]] = {
+        "host": "POSTGRES_HOST",
+        "port": "POSTGRES_PORT",
+        "dbname": "POSTGRES_DB",
+        "user": "POSTGRES_USER",
+        "password": "POSTGRES_PASSWORD",
+        "sslmode": "POSTGRES_SSLMODE",
+        "sslrootcert": "POSTGRES_SSLROOTCERT",
+        "min_size": "POSTGRES_POOL_MIN_SIZE",
+        "max_size": "POSTGRES_POOL_MAX_SIZE",
+    }
+
     _pool: ConnectionPool[psycopg.Connection] | None = PrivateAttr(default=None)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> PostgresResource:
-        """Configured from ``POSTGRES_*`` for code that runs outside Dagster.
-
-        The ASGI services, dev tooling, benchmarks and tests read the environment directly;
-        inside Dagster, ``defs/resources.py`` wires the same variables with ``dg.EnvVar``.
-        An unset variable keeps the field's default (the local services).
-        """
-        env = os.environ if env is None else env
-        names = {
-            "host": "HOST",
-            "dbname": "DB",
-            "user": "USER",
-            "password": "PASSWORD",
-            "sslmode": "SSLMODE",
-            "sslrootcert": "SSLROOTCERT",
-        }
-        values: dict[str, Any] = {
-            f: env[f"POSTGRES_{v}"] for f, v in names.items() if env.get(f"POSTGRES_{v}")
-        }
-        numbers = {"port": "PORT", "min_size": "POOL_MIN_SIZE", "max_size": "POOL_MAX_SIZE"}
-        values |= {
-            f: int(env[f"POSTGRES_{v}"]) for f, v in numbers.items() if env.get(f"POSTGRES_{v}")
-        }
-        return cls(**(values | overrides))
 
     _counter: QueryCounter = PrivateAttr(default_factory=QueryCounter)
 

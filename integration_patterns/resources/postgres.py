@@ -11,15 +11,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import dagster as dg
-import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import Field, PrivateAttr
 
 from integration_patterns.resources.env import EnvConfigured
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
+
+if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
+    import psycopg
+    from psycopg_pool import ConnectionPool
 
 
 def ensure_ddl(conn: psycopg.Connection, lock_name: str, statements: Sequence[Any]) -> None:
@@ -58,6 +60,7 @@ class QueryCounter:
 
 def _counting_cursor(counter: QueryCounter) -> type[psycopg.Cursor]:
     """A cursor class that reports each execute() to ``counter``."""
+    import psycopg
 
     class CountingCursor(psycopg.Cursor):
         def execute(self, query, params=None, **kwargs):  # type: ignore[override]
@@ -176,6 +179,8 @@ class PostgresResource(EnvConfigured, dg.ConfigurableResource):
 
     def open(self) -> None:
         """Open and pre-warm the pool; fail naming host and port if the server is down."""
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
         if self._pool is not None:
             return
         pool: ConnectionPool[psycopg.Connection] = ConnectionPool(
@@ -196,6 +201,8 @@ class PostgresResource(EnvConfigured, dg.ConfigurableResource):
 
     def _why_down(self) -> str:
         """Ask the server directly, so the error carries psycopg's reason, not a timeout."""
+        import psycopg
+
         try:
             psycopg.connect(**self._connect_kwargs()).close()
         except psycopg.Error as exc:
@@ -223,6 +230,8 @@ class PostgresResource(EnvConfigured, dg.ConfigurableResource):
         Raises:
             PoolExhaustedError: no connection became free within ``acquire_timeout``.
         """
+        from psycopg_pool import PoolTimeout
+
         try:
             with self.pool.connection(timeout=self.acquire_timeout) as conn:
                 yield conn

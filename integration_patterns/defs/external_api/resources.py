@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from integration_patterns.resources.env import EnvConfigured
-from integration_patterns.resources.http import RestApiResource
+from integration_patterns.resources.http.resource import RestApiResource
 
 
 class PartnerApiResource(EnvConfigured, RestApiResource):

@@ -15,10 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from integration_patterns.defs.webhooks.processors import (
     PROCESSORS,
@@ -29,6 +26,11 @@ from integration_patterns.defs.webhooks.processors import (
 from integration_patterns.defs.webhooks.routes import UNKNOWN
 from integration_patterns.defs.webhooks.store import UNKNOWN_TABLE, WebhookStore
 from integration_patterns.inbox import FAILED, PENDING, PROCESSED, UNROUTED
+
+if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
+    import psycopg
+    from psycopg import sql
+
 
 _CLAIM = """
 SELECT id, source, delivery_id, event_type, {payload}
@@ -103,6 +105,8 @@ class BatchResult:
 
 
 def _upsert_query(store: WebhookStore, processor: Processor) -> sql.Composed:
+    from psycopg import sql
+
     columns = list(processor.columns)
     return sql.SQL(_UPSERT).format(
         table=store.table(processor.table),
@@ -164,6 +168,8 @@ def apply_batch(
 
     ``conn`` must not be inside a transaction: the batch is one transaction of its own.
     """
+    from psycopg import sql
+
     result = BatchResult(route=route, requested=len(inbox_ids))
     processor = PROCESSORS.get(route)
     if processor is None and route != UNKNOWN:

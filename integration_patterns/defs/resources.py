@@ -23,13 +23,14 @@ def resources() -> dg.Definitions:
     Asset outputs go to S3 (``io_manager``), so any process that runs a step (a Celery
     worker, a re-execution) reads its inputs from where the previous step wrote them.
     """
+    s3 = S3StorageResource.from_env_vars()  # one instance: each costs Dagster a config schema
     return dg.Definitions(
         resources={
             "postgres": PostgresResource.from_env_vars(),
             "mongo": MongoResource.from_env_vars(),
             "kafka": KafkaResource.from_env_vars(),
             "rabbitmq": RabbitMQResource.from_env_vars(),
-            "s3": S3StorageResource.from_env_vars(),
-            "io_manager": S3ParquetIOManager.from_env_vars(),
+            "s3": s3,
+            "io_manager": S3ParquetIOManager.from_env_vars(s3_resource=s3),
         }
     )

@@ -10,6 +10,8 @@ import os
 
 import pytest
 from dagster._config.post_process import post_process_config
+from hypothesis import given
+from hypothesis import strategies as st
 
 from devstack.env_files import layered_env
 from integration_patterns.definitions import defs
@@ -101,6 +103,23 @@ def test_from_env_keeps_defaults_for_unset_variables_and_applies_overrides():
 def test_from_env_names_the_variable_of_a_bad_integer():
     with pytest.raises(ValueError, match="POSTGRES_PORT must be an integer, got 'x'"):
         PostgresResource.from_env({"POSTGRES_PORT": "x"})
+
+
+@given(st.text(max_size=12))
+def test_an_integer_variable_parses_or_fails_naming_itself(value):
+    # Outside input: whatever the variable holds, an int field gets int(value) or a clear error.
+    try:
+        expected = int(value)
+    except ValueError:
+        with pytest.raises(ValueError, match="POSTGRES_POOL_MAX_SIZE must be an integer"):
+            PostgresResource.from_env({"POSTGRES_POOL_MAX_SIZE": value})
+    else:
+        assert PostgresResource.from_env({"POSTGRES_POOL_MAX_SIZE": value}).max_size == expected
+
+
+@given(st.text(max_size=40))
+def test_a_string_variable_is_taken_verbatim(value):
+    assert KafkaResource.from_env({"KAFKA_SASL_PASSWORD": value}).sasl_password == value
 
 
 def test_env_files_layer_like_make(tmp_path):

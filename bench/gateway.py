@@ -27,12 +27,10 @@ from typing import Any
 import httpx
 
 from bench.report import Comparison, write
-from devstack.demo_gateway import (
-    dagster_stack,
-    gateway_server,
-    mint_token,
-)
-from integration_patterns.services.gateway.dagster_client import DagsterClient
+from devstack.dagster_stack import dagster_stack
+from devstack.gateway_server import gateway_server
+from devstack.token import mint_token
+from integration_patterns.services.gateway.dagster_api.client import DagsterClient
 
 JOB = "platform_smoke"
 LAUNCHES, REPETITIONS, CONCURRENCY = 20, 5, 4

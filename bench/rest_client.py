@@ -18,7 +18,7 @@ import time
 import httpx
 
 from bench.report import Comparison, write
-from devstack.partner_api import SimulatorProcess
+from devstack.partner_api.process import SimulatorProcess
 from integration_patterns.defs.external_api.resources import PartnerApiResource
 from integration_patterns.resources.http.budget import RateLimiter
 

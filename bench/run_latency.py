@@ -41,14 +41,12 @@ import httpx
 
 from bench import minimal_location
 from bench.report import Comparison, write
-from devstack.demo_gateway import (
-    LOCATION,
-    PROJECT,
-    dagster_stack,
-    gateway_server,
-    mint_token,
-)
-from integration_patterns.services.gateway.dagster_client import DagsterClient
+from devstack.dagster_graphql import LOCATION
+from devstack.dagster_stack import dagster_stack
+from devstack.environment import PROJECT
+from devstack.gateway_server import gateway_server
+from devstack.token import mint_token
+from integration_patterns.services.gateway.dagster_api.client import DagsterClient
 
 OURS = ("integration_patterns.definitions", LOCATION, "platform_smoke")
 MINIMAL = ("bench.minimal_location", minimal_location.LOCATION, minimal_location.JOB)

@@ -30,6 +30,7 @@ from datetime import datetime
 from psycopg import sql
 
 from bench.report import Comparison, write
+from devstack.dagster_graphql import runs
 from devstack.webhook_fixtures import (
     new_standard_secret,
     post_raw,
@@ -38,7 +39,7 @@ from devstack.webhook_fixtures import (
     sample_event,
     signed_delivery,
 )
-from devstack.webhook_stack import runs, webhook_stack
+from devstack.webhook_stack import webhook_stack
 from integration_patterns.resources.postgres import PostgresResource
 
 SECONDS = 60

@@ -20,15 +20,14 @@ from pathlib import Path
 from psycopg import sql
 
 from bench.report import Comparison, write
+from devstack import harness
 from devstack.webhook_fixtures import (
     encode,
-    free_port,
     new_standard_secret,
     receiver_env,
     running_receiver,
     sample_event,
     sign_standard,
-    wait_healthy,
 )
 from integration_patterns.resources.postgres import PostgresResource
 
@@ -136,28 +135,17 @@ def main() -> None:
     schema = f"wh_bench_{uuid.uuid4().hex[:8]}"
     secret = new_standard_secret()
     env = receiver_env({"bench": ("standard", [secret])}, schema=schema)
-    port = free_port()
-    bare = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.webhooks:bare_app",
-            "--factory",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    port = harness.free_port()
+    bare_url = f"http://{harness.HOST}:{port}"
+    bare_command = [sys.executable, "-m", "uvicorn", "bench.webhooks:bare_app", "--factory"]
+    bare_command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    bare = harness.running(
+        "bare_app", bare_command, ready=lambda: harness.http_ok(f"{bare_url}/healthz"), timeout=120
     )
     ours_runs: list[dict[str, float]] = []
     bare_runs: list[dict[str, float]] = []
     try:
-        with tempfile.TemporaryDirectory() as tmp, running_receiver(env) as receiver:
-            wait_healthy(f"http://127.0.0.1:{port}", bare, 120)
+        with tempfile.TemporaryDirectory() as tmp, running_receiver(env) as receiver, bare:
             script = Path(tmp) / "signed.lua"
             script.write_text(LUA)
             for rep in range(REPETITIONS):
@@ -168,10 +156,8 @@ def main() -> None:
                 stored = count_rows(postgres, schema) - before
                 ours["stored_per_s"] = stored / ours["duration"]
                 ours_runs.append(ours)
-                bare_runs.append(run_wrk(f"http://127.0.0.1:{port}", script, data))
+                bare_runs.append(run_wrk(bare_url, script, data))
     finally:
-        bare.terminate()
-        bare.wait(timeout=10)
         with postgres.get_connection() as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         postgres.close()

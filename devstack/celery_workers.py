@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from devstack import harness
 
 APP = "integration_patterns.distributed.worker"
 PROJECT = Path(__file__).resolve().parents[1]
@@ -67,21 +68,11 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL the worker's whole session: no shutdown, no acknowledgement."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
+        harness.kill_group(self.process)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL for anything left."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
+        harness.stop_process(self.process, timeout)
 
 
 def _ready(log: Path) -> bool:

@@ -2,9 +2,8 @@
 
 Prints a bearer token the local gateway accepts, signed with ``GATEWAY_JWT_SECRET`` (HS256)
 for ``GATEWAY_JWT_AUDIENCE`` and ``GATEWAY_JWT_ISSUER`` (read from the environment, then
-``.env``, then ``.env.example``, see ``devstack.env_files``). A gateway configured with a
-public key or a JWKS URL takes tokens from its identity provider instead; this command then
-says so and fails.
+``.env``, then ``.env.example``). A gateway configured with a public key or a JWKS URL takes
+tokens from its identity provider instead; this command then says so and fails.
 
 Example::
 
@@ -17,10 +16,41 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+import uuid
 
-from devstack.demo_gateway import mint_token
-from devstack.env_files import layered_env
-from integration_patterns.services.gateway.settings import ConfigError, settings_from_env
+import jwt
+
+from devstack.environment import env_defaults
+from integration_patterns.services.gateway.settings import GatewaySettingsError, settings_from_env
+
+#: the claims the demo gateway, the tests' gateways and .env.example expect
+DEMO_AUDIENCE = "integration-patterns-gateway"
+DEMO_ISSUER = "integration-patterns-dev"
+
+
+def mint_token(
+    secret: str,
+    *,
+    subject: str = "demo-client",
+    scopes: tuple[str, ...] = ("jobs:read", "runs:launch:*"),
+    audience: str = DEMO_AUDIENCE,
+    issuer: str = DEMO_ISSUER,
+    ttl_seconds: int = 300,
+) -> str:
+    """An HS256 token the gateway accepts when configured with the same secret and claims."""
+    now = int(time.time())
+    claims = {
+        "sub": subject,
+        "aud": audience,
+        "iss": issuer,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+        "scope": " ".join(scopes),
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.ttl <= 0:
         parser.error("--ttl must be positive")
     try:
-        settings = settings_from_env(layered_env())
-    except ConfigError as exc:
+        settings = settings_from_env(env_defaults())
+    except GatewaySettingsError as exc:
         parser.error(str(exc))
     if settings.jwt_secret is None:
         parser.error(

@@ -12,12 +12,9 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets as _secrets
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from devstack import harness
 from integration_patterns.services.webhook_receiver.config import (
     decode_key,
     secret_variable,
@@ -159,13 +155,6 @@ def signed_delivery(
     raise ValueError(f"unknown scheme {scheme!r}")
 
 
-def free_port() -> int:
-    """A local TCP port nothing listens on (bound, read, released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def receiver_env(
     sources: Mapping[str, tuple[str, Sequence[str]]], *, schema: str, **extra: str
 ) -> dict[str, str]:
@@ -188,12 +177,12 @@ class ReceiverProcess:
     """A receiver running as a uvicorn subprocess."""
 
     url: str
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen
     log_path: Path
 
     def log_tail(self, lines: int = 30) -> str:
         """The end of the process's output, for error messages."""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return harness.tail(self.log_path, lines)
 
 
 @contextmanager
@@ -206,55 +195,18 @@ def running_receiver(
     context is entered only once ``/healthz`` answers 200 (importing the app alone takes 15 s
     and more on a loaded 2-core machine, hence the generous default wait).
     """
-    port = port or free_port()
-    with tempfile.NamedTemporaryFile(prefix="webhook_receiver_", suffix=".log", delete=False) as f:
-        log_path = Path(f.name)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "integration_patterns.services.webhook_receiver",
-                "--port",
-                str(port),
-            ],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    receiver = ReceiverProcess(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        wait_healthy(receiver.url, process, startup_timeout, receiver.log_tail)
-        yield receiver
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log_path.unlink(missing_ok=True)
-
-
-def wait_healthy(
-    url: str,
-    process: subprocess.Popen[bytes],
-    timeout: float,
-    log_tail: Callable[[], str] = lambda: "",
-) -> None:
-    """Wait until ``url``/healthz answers 200; fail early if ``process`` exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server at {url} exited at start:\n{log_tail()}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server at {url} not healthy within {timeout}s:\n{log_tail()}")
+    port = port or harness.free_port()
+    url = f"http://{harness.HOST}:{port}"
+    command = [sys.executable, "-m", "integration_patterns.services.webhook_receiver"]
+    with harness.running(
+        "webhook_receiver",
+        [*command, "--port", str(port)],
+        ready=lambda: harness.http_ok(f"{url}/healthz"),
+        timeout=startup_timeout,
+        env=env,
+        stop_timeout=15,
+    ) as process:
+        yield ReceiverProcess(url, process.popen, process.log)
 
 
 async def post_raw(

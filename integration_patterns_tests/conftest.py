@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from devstack.env_files import load_env_files
+from devstack import harness
+from devstack.environment import load_env_files
 from integration_patterns.defs.enrichment.store import EnrichmentStore
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.mongo import MongoResource
@@ -78,12 +79,27 @@ def mongo() -> Iterator[MongoResource]:
     resource.close()
 
 
+def delete_topics(kafka: KafkaResource, *, containing: str) -> list[str]:
+    """Delete every topic whose name contains ``containing``; the names deleted."""
+    admin = kafka.admin()
+    names = sorted(name for name in admin.list_topics(timeout=10).topics if containing in name)
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result()
+    return names
+
+
 @pytest.fixture
-def kafka() -> KafkaResource:
-    """Client factory for the local Kafka broker."""
+def kafka(unique) -> Iterator[KafkaResource]:
+    """Client factory for the local Kafka broker.
+
+    Every topic the test named with its ``unique`` suffix is deleted afterwards: the broker
+    is shared and long-lived, and thousands of left-over partitions slow it for everyone.
+    """
     resource = kafka_from_env()
     require_healthy(resource)
-    return resource
+    yield resource
+    delete_topics(resource, containing=unique)
 
 
 @pytest.fixture
@@ -103,11 +119,7 @@ def unique() -> str:
 @pytest.fixture
 def free_port() -> int:
     """A local TCP port nothing listens on (bound, read, released)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return harness.free_port()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -23,6 +22,7 @@ from urllib.parse import quote
 import pytest
 from pika.exceptions import ChannelClosedByBroker
 
+from devstack.harness import free_port
 from integration_patterns.resources.health import ServiceUnavailableError
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.mongo import MongoResource
@@ -31,12 +31,6 @@ from integration_patterns.resources.rabbitmq import RabbitMQResource
 
 PG_BIN = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[-1]).parent
 PG_USER, PG_PASSWORD = "tlsuser", "tls-Pw-0f9e8d"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
@@ -75,7 +69,7 @@ class TlsPostgres:
 def tls_postgres() -> Iterator[TlsPostgres]:
     """A private PostgreSQL that accepts TCP connections over TLS only."""
     root = Path(tempfile.mkdtemp(prefix="pg-tls-"))
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     cert, key = _self_signed(root, "server")
     other, _ = _self_signed(root, "other")
     (root / "pw").write_text(PG_PASSWORD)

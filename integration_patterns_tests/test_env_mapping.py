@@ -13,7 +13,7 @@ from dagster._config.post_process import post_process_config
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devstack.env_files import layered_env
+from devstack.environment import env_defaults
 from integration_patterns.definitions import defs
 from integration_patterns.defs.external_api.resources import PartnerApiResource
 from integration_patterns.resources.env import EnvConfigured
@@ -125,10 +125,10 @@ def test_a_string_variable_is_taken_verbatim(value):
 def test_env_files_layer_like_make(tmp_path):
     (tmp_path / ".env.example").write_text("A=example\nB=example\nC=example\n")
     (tmp_path / ".env").write_text("B=dotenv\nC=dotenv\nQ='[\"x,y\"]'\nD=$A\n")
-    env = layered_env({"C": "process"}, project=tmp_path)
+    env = env_defaults({"C": "process"}, project=tmp_path)
     assert env == {"A": "example", "B": "dotenv", "C": "process", "Q": '["x,y"]', "D": "$A"}
 
 
 def test_env_files_work_without_a_dotenv(tmp_path):
     (tmp_path / ".env.example").write_text("# comment\nexport A=1\n")
-    assert layered_env({}, project=tmp_path) == {"A": "1"}
+    assert env_defaults({}, project=tmp_path) == {"A": "1"}

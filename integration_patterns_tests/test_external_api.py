@@ -14,7 +14,8 @@ import dagster as dg
 import pytest
 
 from devstack.demo_external_api import run_demo
-from devstack.partner_api import SimulatorProcess, record
+from devstack.partner_api.process import SimulatorProcess
+from devstack.partner_api.state import record
 from integration_patterns.defs.external_api.assets import (
     QUARANTINE_CHECK,
     partner_records,

@@ -9,7 +9,6 @@ broker ready once a consumer-group round trip works.
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,21 +17,11 @@ from pathlib import Path
 import pytest
 
 from devstack import services
+from devstack.harness import free_port, port_open
 from devstack.orders_load import produce_orders
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns_tests.conftest import PROJECT
 from integration_patterns_tests.test_messaging import drain, make_stream, run_range, sensor_tick
-
-
-def _two_free_ports() -> int:
-    """A port p with p + 1 also free (the broker's controller listens on p + 1)."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port < 65535 and not services.port_open(port + 1) and not services.port_open(port):
-            return port
-    raise RuntimeError("no two consecutive free ports")
 
 
 @pytest.fixture
@@ -45,7 +34,7 @@ def fresh_broker(tmp_path: Path):
     for jar in services.maven_libs("kafka").glob("*.jar"):
         (libs / jar.name).symlink_to(jar)  # the shared jars, read-only
     (libs / ".complete").touch()
-    port = _two_free_ports()
+    port = free_port(span=2)  # the controller listens on port + 1
     env = {**os.environ, "DEVSTACK_HOME": str(tmp_path), "KAFKA_PORT": str(port)}
     manager = subprocess.Popen(
         [sys.executable, "-m", "devstack.services", "up", "kafka"],
@@ -69,7 +58,7 @@ def fresh_broker(tmp_path: Path):
 def test_first_tick_on_a_just_started_broker(fresh_broker, rabbitmq, unique, record_property):
     port, manager = fresh_broker
     deadline = time.monotonic() + 120
-    while not services.port_open(port):
+    while not port_open(port):
         assert manager.poll() is None, manager.stderr.read() if manager.stderr else ""
         assert time.monotonic() < deadline, "the private broker never opened its port"
         time.sleep(0.1)

@@ -28,20 +28,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from devstack.demo_gateway import (
-    DEMO_AUDIENCE,
-    DEMO_ISSUER,
-    cancel_unfinished_runs,
-    dagster_stack,
-    gateway_server,
-    mint_token,
-    run_demo,
-)
-from integration_patterns.services.gateway.auth import AuthError, TokenVerifier
-from integration_patterns.services.gateway.ratelimit import RateLimiter
+from devstack.dagster_graphql import cancel_unfinished_runs
+from devstack.dagster_stack import dagster_stack
+from devstack.demo_gateway import run_demo
+from devstack.gateway_server import gateway_server
+from devstack.token import DEMO_AUDIENCE, DEMO_ISSUER, mint_token
+from integration_patterns.services.gateway.auth import TokenRejectedError, TokenVerifier
+from integration_patterns.services.gateway.ratelimit import SubjectRateLimiter
 from integration_patterns.services.gateway.settings import (
-    ConfigError,
     GatewaySettings,
+    GatewaySettingsError,
     settings_from_env,
 )
 
@@ -81,9 +77,12 @@ def bearer(value: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def dagster_url() -> Iterator[str]:
     # Storage of its own: a daemon runs whatever is queued in the storage it watches, and
-    # others' runs filling the queue (or dying with this stack) would make tests flaky.
-    # Sensors and schedules stopped: this daemon only dequeues the tests' runs.
-    stack = dagster_stack(database="dagster_gateway_tests", automation=False, clear_queue=True)
+    # others' runs filling the queue (or dying with this stack) would make tests flaky. The
+    # name is this session's alone: a second checkout running these tests at the same time
+    # once cancelled this one's runs. Sensors and schedules stopped: this daemon only
+    # dequeues the tests' runs.
+    database = f"dagster_gateway_tests_{uuid.uuid4().hex[:10]}"
+    stack = dagster_stack(database=database, drop_after=True, automation=False)
     with stack as url:
         yield url
 
@@ -389,11 +388,11 @@ def test_rs256_public_key_pins_the_algorithm() -> None:
     )
     signature = hmac.new(public_pem.encode(), signing_input, hashlib.sha256).digest()
     forged = (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
-    with pytest.raises(AuthError) as refused:
+    with pytest.raises(TokenRejectedError) as refused:
         verifier.verify(forged)
     assert refused.value.status == 401
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    with pytest.raises(AuthError):
+    with pytest.raises(TokenRejectedError):
         verifier.verify(jwt.encode(claims, other, algorithm="RS256"))
 
 
@@ -410,7 +409,7 @@ def test_rs256_public_key_pins_the_algorithm() -> None:
 )
 def test_settings_refuse_unsafe_configuration(env: dict[str, str], message: str) -> None:
     base = {"GATEWAY_JWT_AUDIENCE": "api", "GATEWAY_JWT_ISSUER": "idp"}
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(GatewaySettingsError, match=re.escape(message)):
         settings_from_env({**base, **env})
 
 
@@ -455,7 +454,7 @@ def test_rate_limit_is_per_subject_with_retry_after(small_gateway: str) -> None:
 
 def test_token_bucket_refills_at_the_configured_rate() -> None:
     now = [0.0]
-    limiter = RateLimiter(rate_per_minute=60, capacity=2, clock=lambda: now[0])
+    limiter = SubjectRateLimiter(rate_per_minute=60, capacity=2, clock=lambda: now[0])
     assert [limiter.acquire("a"), limiter.acquire("a")] == [0.0, 0.0]
     assert limiter.acquire("a") == pytest.approx(1.0)
     now[0] = 0.5

@@ -30,17 +30,13 @@ import pytest
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from devstack.demo_gateway import (
-    DEMO_AUDIENCE,
-    DEMO_ISSUER,
-    free_port,
-    gateway_server,
-    mint_token,
-)
+from devstack.gateway_server import gateway_server
+from devstack.harness import free_port
 from devstack.raw_http import raw_request
+from devstack.token import DEMO_AUDIENCE, DEMO_ISSUER, mint_token
 from integration_patterns.services.gateway.auth import (
-    AuthError,
     KeysUnavailableError,
+    TokenRejectedError,
     TokenVerifier,
 )
 from integration_patterns.services.gateway.settings import GatewaySettings, settings_from_env
@@ -126,7 +122,7 @@ def verifier_for(url: str, *, cooldown: float = 30.0, leeway: int = 30) -> Token
 def refused(verifier: TokenVerifier, token: str) -> bool:
     try:
         verifier.verify(token)
-    except AuthError as exc:
+    except TokenRejectedError as exc:
         return exc.status == 401
     return False
 

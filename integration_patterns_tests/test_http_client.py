@@ -17,7 +17,7 @@ from email.utils import formatdate
 import httpx
 import pytest
 
-from devstack.partner_api import SimulatorProcess
+from devstack.partner_api.process import SimulatorProcess
 from integration_patterns.defs.external_api.resources import PartnerApiResource
 from integration_patterns.resources.http.breaker import CircuitBreaker
 from integration_patterns.resources.http.client import RestClient

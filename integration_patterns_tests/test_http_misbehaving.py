@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -442,12 +441,9 @@ def test_non_idempotent_requests_are_not_repeated_blindly(
     assert raised.value.attempts == arrivals
 
 
-def test_post_is_retried_when_the_connection_never_opened():
-    with socket.socket() as probe:  # a port with nobody listening
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = RestClient(
-        f"http://127.0.0.1:{port}", retry=RetryPolicy(max_retries=2, backoff_base=0.01)
+def test_post_is_retried_when_the_connection_never_opened(free_port):
+    client = RestClient(  # a port with nobody listening
+        f"http://127.0.0.1:{free_port}", retry=RetryPolicy(max_retries=2, backoff_base=0.01)
     )
     with pytest.raises(ConnectionFailedError):
         client.request("POST", "/orders", json_body={"order": 1})

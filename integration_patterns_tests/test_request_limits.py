@@ -21,7 +21,8 @@ import httpx
 import pytest
 from psycopg import sql
 
-from devstack.demo_gateway import free_port, gateway_server
+from devstack.gateway_server import gateway_server
+from devstack.harness import free_port
 from devstack.raw_http import raw_request
 from devstack.webhook_fixtures import (
     encode,

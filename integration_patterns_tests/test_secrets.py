@@ -40,7 +40,10 @@ def test_secret_absent_from_logs_run_config_metadata_and_repr(secret_role, capfd
         assert password not in repr(record.dagster_event)
     for event in result.get_asset_materialization_events():
         assert password not in repr(event.step_materialization_data.materialization.metadata)
-    resource = loaded.resources["postgres"]
-    assert password not in repr(resource) and password not in str(resource)
+    # The wired resource holds only an EnvVar; the one a run uses holds the resolved value.
+    with dg.build_resources({"postgres": loaded.resources["postgres"]}) as resources:
+        resolved = resources.postgres
+        assert resolved.password == password  # the secret really is in this object...
+        assert password not in repr(resolved) and password not in str(resolved)  # ...unshown
     out, err = capfd.readouterr()
     assert password not in out + err

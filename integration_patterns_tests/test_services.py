@@ -28,6 +28,8 @@ def test_status_reports_every_service_up():
 
 def test_second_up_reuses_running_services():
     pids_before = {name: services.pid_alive(name) for name in ("kafka", "mongo")}
+    # The manager started them and knows their processes (two missing pids would be "equal").
+    assert None not in pids_before.values(), pids_before
     result = _manager("up")
     assert result.returncode == 0, result.stderr
     assert "starting" not in result.stderr  # nothing was started again

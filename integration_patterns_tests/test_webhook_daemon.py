@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 from psycopg import sql
 
+from devstack.dagster_graphql import runs
 from devstack.webhook_fixtures import (
     new_standard_secret,
     receiver_env,
@@ -26,7 +27,7 @@ from devstack.webhook_fixtures import (
     send_all,
     signed_delivery,
 )
-from devstack.webhook_stack import runs, webhook_stack
+from devstack.webhook_stack import webhook_stack
 from integration_patterns.resources.postgres import PostgresResource
 from integration_patterns_tests.conftest import postgres_from_env
 

@@ -39,7 +39,7 @@ from devstack.webhook_fixtures import (
     signed_delivery,
 )
 from integration_patterns.services.webhook_receiver.config import (
-    ConfigError,
+    ReceiverSettingsError,
     settings_from_env,
 )
 from integration_patterns.services.webhook_receiver.inbox import (
@@ -254,7 +254,7 @@ CONFIG_ERRORS = [
 
 @pytest.mark.parametrize(("env", "fragment"), CONFIG_ERRORS)
 def test_bad_configuration_is_named(env, fragment):
-    with pytest.raises(ConfigError, match=fragment):
+    with pytest.raises(ReceiverSettingsError, match=fragment):
         settings_from_env(env)
 
 
@@ -429,14 +429,14 @@ SECRET_LIST_ERRORS = [
 
 @pytest.mark.parametrize(("value", "fragment"), SECRET_LIST_ERRORS)
 def test_malformed_secret_lists_are_named_without_their_value(value, fragment):
-    with pytest.raises(ConfigError, match=fragment) as refused:
+    with pytest.raises(ReceiverSettingsError, match=fragment) as refused:
         settings_from_env({"WEBHOOK_SOURCES": "a:hmac", "WEBHOOK_SECRETS_A": value})
     assert "WEBHOOK_SECRETS_A" in str(refused.value) and value not in str(refused.value)
 
 
 def test_both_secret_forms_at_once_are_refused():
     env = {"WEBHOOK_SOURCES": "a:hmac", "WEBHOOK_SECRET_A": "x", "WEBHOOK_SECRETS_A": '["y"]'}
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(ReceiverSettingsError, match="not both"):
         settings_from_env(env)
 
 

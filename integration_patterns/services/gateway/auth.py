@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt import PyJWKClient, PyJWKClientConnectionError, PyJWKClientError
 
-from integration_patterns.services.gateway.settings import ConfigError, GatewaySettings
+from integration_patterns.services.gateway.settings import GatewaySettings, GatewaySettingsError
 
 READ_SCOPE = "jobs:read"
 LAUNCH_ANY_SCOPE = "runs:launch:*"
@@ -49,8 +49,8 @@ class KeysUnavailableError(Exception):
     """The identity provider's key set could not be fetched (the app answers 503)."""
 
 
-class AuthError(Exception):
-    """A request refused with 401 (unauthenticated) or 403 (not allowed)."""
+class TokenRejectedError(Exception):
+    """The bearer token does not admit the request: 401 (not a valid token) or 403 (scope)."""
 
     def __init__(self, status: int, detail: str, *, scope: str | None = None) -> None:
         super().__init__(detail)
@@ -78,7 +78,7 @@ class Principal:
     def require(self, scope: str) -> None:
         """Raise 403 unless ``scope`` was granted."""
         if scope not in self.scopes:
-            raise AuthError(403, f"token lacks scope {scope}", scope=scope)
+            raise TokenRejectedError(403, f"token lacks scope {scope}", scope=scope)
 
     def require_launch(self, job: str) -> None:
         """Raise 403 unless the caller may launch runs of ``job``."""
@@ -117,9 +117,11 @@ class TokenVerifier:
             try:
                 key = load_pem_public_key(settings.jwt_public_key.encode())
             except ValueError:
-                raise ConfigError("GATEWAY_JWT_PUBLIC_KEY is not a PEM public key") from None
+                raise GatewaySettingsError(
+                    "GATEWAY_JWT_PUBLIC_KEY is not a PEM public key"
+                ) from None
             if not isinstance(key, RSAPublicKey):
-                raise ConfigError("GATEWAY_JWT_PUBLIC_KEY must be an RSA key for RS256")
+                raise GatewaySettingsError("GATEWAY_JWT_PUBLIC_KEY must be an RSA key for RS256")
             self._key: Any = key
         else:
             self._key = settings.jwt_secret
@@ -138,16 +140,16 @@ class TokenVerifier:
             raise KeysUnavailableError("identity provider keys unavailable") from None
         except (PyJWKClientError, jwt.InvalidTokenError):
             # No such kid even after a refresh, or a header that is not a JWT's.
-            raise AuthError(401, "invalid token") from None
+            raise TokenRejectedError(401, "invalid token") from None
         if not isinstance(key, RSAPublicKey):
-            raise AuthError(401, "invalid token")
+            raise TokenRejectedError(401, "invalid token")
         return key
 
     def verify(self, token: str) -> Principal:
         """Decode and check ``token``.
 
         Raises:
-            AuthError: 401 with a generic reason when anything is wrong with it.
+            TokenRejectedError: 401 with a generic reason when anything is wrong with it.
             KeysUnavailableError: the JWKS could not be fetched and holds no key for it.
         """
         key = self._signing_key(token)
@@ -162,28 +164,28 @@ class TokenVerifier:
                 options={"require": REQUIRED_CLAIMS},
             )
         except jwt.ExpiredSignatureError:
-            raise AuthError(401, "token expired") from None
+            raise TokenRejectedError(401, "token expired") from None
         except jwt.ImmatureSignatureError:
-            raise AuthError(401, "token not yet valid") from None
+            raise TokenRejectedError(401, "token not yet valid") from None
         except jwt.InvalidAudienceError:
-            raise AuthError(401, "token audience not accepted") from None
+            raise TokenRejectedError(401, "token audience not accepted") from None
         except jwt.InvalidIssuerError:
-            raise AuthError(401, "token issuer not accepted") from None
+            raise TokenRejectedError(401, "token issuer not accepted") from None
         except jwt.MissingRequiredClaimError as exc:
-            raise AuthError(401, f"token lacks claim {exc.claim}") from None
+            raise TokenRejectedError(401, f"token lacks claim {exc.claim}") from None
         except jwt.InvalidTokenError:
             # Bad signature, foreign algorithm (including "none"), malformed token.
-            raise AuthError(401, "invalid token") from None
+            raise TokenRejectedError(401, "invalid token") from None
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
-            raise AuthError(401, "token subject missing")
+            raise TokenRejectedError(401, "token subject missing")
         return Principal(subject=subject, scopes=_scopes(claims))
 
     def verify_header(self, authorization: str | None) -> Principal:
         """Verify an ``Authorization: Bearer <token>`` header value."""
         if not authorization:
-            raise AuthError(401, "missing bearer token")
+            raise TokenRejectedError(401, "missing bearer token")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise AuthError(401, "missing bearer token")
+            raise TokenRejectedError(401, "missing bearer token")
         return self.verify(token.strip())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MAX_TAGS = 20
 MAX_TAG_VALUE = 1000
@@ -31,6 +31,7 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
 
 
 PartitionKey = Annotated[str, Field(min_length=1, max_length=MAX_PARTITION_KEY)]
+RunTags = Annotated[dict[str, str], AfterValidator(_check_tags)]
 # The tag rules above, stated in the OpenAPI document so clients (and fuzzers) see them.
 _TAGS_SCHEMA: dict[str, Any] = {
     "maxProperties": MAX_TAGS,
@@ -40,6 +41,11 @@ _TAGS_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": {"type": "string", "maxLength": MAX_TAG_VALUE},
 }
+
+
+def _tags_field(description: str) -> Any:
+    """A ``RunTags`` field: empty by default, its rules stated in the schema."""
+    return Field(default_factory=dict, description=description, json_schema_extra=_TAGS_SCHEMA)
 
 
 class LaunchRequest(BaseModel):
@@ -59,14 +65,9 @@ class LaunchRequest(BaseModel):
         description="Dagster run config, e.g. {'ops': {'my_asset': {'config': {...}}}}; "
         "validated by Dagster (errors come back as 422 with its messages).",
     )
-    tags: dict[str, str] = Field(
-        default_factory=dict,
-        description=f"Extra run tags (at most {MAX_TAGS}); keys 'dagster/' and 'gateway/' "
-        "are reserved.",
-        json_schema_extra=_TAGS_SCHEMA,
+    tags: RunTags = _tags_field(
+        f"Extra run tags (at most {MAX_TAGS}); keys 'dagster/' and 'gateway/' are reserved."
     )
-
-    _tags = field_validator("tags")(_check_tags)
 
 
 class PartitionRange(BaseModel):
@@ -84,14 +85,10 @@ class BackfillRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     partition_range: PartitionRange
-    tags: dict[str, str] = Field(
-        default_factory=dict,
-        description=f"Extra tags for the backfill's runs (at most {MAX_TAGS}); keys "
-        "'dagster/' and 'gateway/' are reserved.",
-        json_schema_extra=_TAGS_SCHEMA,
+    tags: RunTags = _tags_field(
+        f"Extra tags for the backfill's runs (at most {MAX_TAGS}); keys 'dagster/' and "
+        "'gateway/' are reserved."
     )
-
-    _tags = field_validator("tags")(_check_tags)
 
 
 class BackfillAccepted(BaseModel):
@@ -190,7 +187,7 @@ class RunResult(BaseModel):
     failures: list[StepFailure]
 
 
-class Health(BaseModel):
+class HealthReport(BaseModel):
     """Whether the gateway can reach the Dagster webserver."""
 
     status: str

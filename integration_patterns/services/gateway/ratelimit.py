@@ -16,8 +16,12 @@ from collections.abc import Callable
 MAX_TRACKED_SUBJECTS = 10_000
 
 
-class RateLimiter:
-    """Thread-safe token buckets keyed by subject."""
+class SubjectRateLimiter:
+    """Thread-safe token buckets, one per token subject: the gateway's callers.
+
+    Not to be confused with ``integration_patterns.resources.http.RateLimiter``, which
+    paces this code location's own calls to a partner API.
+    """
 
     def __init__(
         self,

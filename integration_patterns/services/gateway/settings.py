@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 MIN_HS256_SECRET_BYTES = 32
 
 
-class ConfigError(ValueError):
+class GatewaySettingsError(ValueError):
     """The gateway's environment is incomplete or malformed (names the variable)."""
 
 
@@ -73,29 +73,31 @@ class GatewaySettings:
     def __post_init__(self) -> None:
         keys = [bool(self.jwt_secret), bool(self.jwt_public_key), bool(self.jwt_jwks_url)]
         if sum(keys) != 1:
-            raise ConfigError(
+            raise GatewaySettingsError(
                 "set exactly one of GATEWAY_JWT_SECRET, GATEWAY_JWT_PUBLIC_KEY and "
                 "GATEWAY_JWT_JWKS_URL"
             )
         if self.jwt_jwks_url:
             jwks = urlsplit(self.jwt_jwks_url)
             if jwks.scheme not in ("http", "https") or not jwks.hostname:
-                raise ConfigError("GATEWAY_JWT_JWKS_URL must be an http(s) URL")
+                raise GatewaySettingsError("GATEWAY_JWT_JWKS_URL must be an http(s) URL")
         if self.jwt_leeway_seconds < 0:
-            raise ConfigError("GATEWAY_JWT_LEEWAY_SECONDS must not be negative")
+            raise GatewaySettingsError("GATEWAY_JWT_LEEWAY_SECONDS must not be negative")
         if self.jwt_secret and len(self.jwt_secret.encode()) < MIN_HS256_SECRET_BYTES:
-            raise ConfigError(
+            raise GatewaySettingsError(
                 f"GATEWAY_JWT_SECRET must hold at least {MIN_HS256_SECRET_BYTES} bytes"
             )
         if not self.jwt_audience or not self.jwt_issuer:
-            raise ConfigError("GATEWAY_JWT_AUDIENCE and GATEWAY_JWT_ISSUER are required")
+            raise GatewaySettingsError("GATEWAY_JWT_AUDIENCE and GATEWAY_JWT_ISSUER are required")
         url = urlsplit(self.dagster_url)
         if url.scheme not in ("http", "https") or not url.hostname:
-            raise ConfigError(f"GATEWAY_DAGSTER_URL must be an http(s) URL, got {self.dagster_url}")
+            raise GatewaySettingsError(
+                f"GATEWAY_DAGSTER_URL must be an http(s) URL, got {self.dagster_url}"
+            )
         if "*" in self.cors_origins:
-            raise ConfigError("GATEWAY_CORS_ORIGINS must list origins explicitly, not '*'")
+            raise GatewaySettingsError("GATEWAY_CORS_ORIGINS must list origins explicitly, not '*'")
         if self.wait_timeout_seconds > self.max_wait_timeout_seconds:
-            raise ConfigError(
+            raise GatewaySettingsError(
                 "GATEWAY_WAIT_TIMEOUT_SECONDS exceeds GATEWAY_MAX_WAIT_TIMEOUT_SECONDS"
             )
 
@@ -119,9 +121,11 @@ def _number(
     try:
         value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+        raise GatewaySettingsError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
     if value < 0 or (value == 0 and not zero):
-        raise ConfigError(f"{name} must be {'non-negative' if zero else 'positive'}, got {value}")
+        raise GatewaySettingsError(
+            f"{name} must be {'non-negative' if zero else 'positive'}, got {value}"
+        )
     return value
 
 
@@ -129,7 +133,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> GatewaySettings:
     """Read and validate the gateway's settings.
 
     Raises:
-        ConfigError: a missing key or claim, or a malformed value (the message names it).
+        GatewaySettingsError: a missing key or claim, or a malformed value (the message names it).
     """
     env = os.environ if env is None else env
     origins = tuple(o.strip().rstrip("/") for o in env.get("GATEWAY_CORS_ORIGINS", "").split(","))

@@ -6,15 +6,15 @@ Settings come from the environment (see ``config.py``); the database from the sa
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-import uvicorn
-
 from integration_patterns.resources.postgres import PostgresResource
-from integration_patterns.services.http_limits import header_limited_protocol
-from integration_patterns.services.webhook_receiver.app import create_app
-from integration_patterns.services.webhook_receiver.config import ConfigError, settings_from_env
+from integration_patterns.services.serve import serve, service_arguments
+from integration_patterns.services.webhook_receiver.app import create_receiver_app
+from integration_patterns.services.webhook_receiver.config import (
+    ReceiverSettingsError,
+    settings_from_env,
+)
 
 
 def postgres_from_env(pool_size: int) -> PostgresResource:
@@ -28,28 +28,15 @@ def postgres_from_env(pool_size: int) -> PostgresResource:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, read the environment and serve until interrupted."""
-    parser = argparse.ArgumentParser(description="Serve the webhook receiver.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--log-level", default="warning")
-    parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser = service_arguments("Serve the webhook receiver.", default_port=8090)
     args = parser.parse_args(argv)
     try:
         settings = settings_from_env()
-    except ConfigError as exc:
+    except ReceiverSettingsError as exc:
         parser.error(str(exc))
     # One connection per writer lane (each holds its own) plus one for /healthz and the DDL.
-    app = create_app(settings, postgres_from_env(settings.pool_size + 1))
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=args.access_log,
-        # Heads over the cap get 431 before they are buffered (uvicorn sets no limit).
-        http=header_limited_protocol(settings.max_header_bytes),
-        h11_max_incomplete_event_size=settings.max_header_bytes,
-    )
+    app = create_receiver_app(settings, postgres_from_env(settings.pool_size + 1))
+    serve(app, args, max_header_bytes=settings.max_header_bytes)
     return 0
 
 

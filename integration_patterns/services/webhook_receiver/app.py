@@ -190,7 +190,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(settings: ReceiverSettings, postgres: PostgresResource) -> FastAPI:
+def create_receiver_app(settings: ReceiverSettings, postgres: PostgresResource) -> FastAPI:
     """The ASGI app; the pool opens at start-up (lifespan) and closes at shutdown."""
     # Each writer lane holds a connection; keep one free for /healthz and start-up DDL.
     lanes = max(1, min(settings.pool_size, postgres.max_size - 1))

@@ -48,7 +48,7 @@ _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 log = logging.getLogger(__name__)
 
 
-class ConfigError(ValueError):
+class ReceiverSettingsError(ValueError):
     """The receiver's environment is incomplete or malformed (names the variable)."""
 
 
@@ -87,14 +87,14 @@ def source_secrets(env: Mapping[str, str], source: str) -> tuple[str, list[str]]
     """The variable that configures ``source``'s secrets, and the secrets it holds.
 
     Raises:
-        ConfigError: neither or both variables set, or the list is not a JSON array of
+        ReceiverSettingsError: neither or both variables set, or the list is not a JSON array of
             non-empty strings (the message never quotes the value).
     """
     single, several = secret_variable(source), secrets_variable(source)
     one = env.get(single, "").strip()
     many = env.get(several, "").strip()
     if one and many:
-        raise ConfigError(f"set one of {single} and {several}, not both")
+        raise ReceiverSettingsError(f"set one of {single} and {several}, not both")
     if one:
         if "," in one:
             log.warning(
@@ -102,7 +102,7 @@ def source_secrets(env: Mapping[str, str], source: str) -> tuple[str, list[str]]
             )
         return single, [one]
     if not many:
-        raise ConfigError(f"{single} is not set: source {source!r} needs a secret")
+        raise ReceiverSettingsError(f"{single} is not set: source {source!r} needs a secret")
     try:
         secrets = json.loads(many)
     except ValueError:
@@ -112,7 +112,7 @@ def source_secrets(env: Mapping[str, str], source: str) -> tuple[str, list[str]]
         or not secrets
         or not all(isinstance(s, str) and s.strip() for s in secrets)
     ):
-        raise ConfigError(f"{several} must be a JSON array of non-empty strings")
+        raise ReceiverSettingsError(f"{several} must be a JSON array of non-empty strings")
     return several, [s.strip() for s in secrets]
 
 
@@ -125,13 +125,15 @@ def decode_key(scheme: str, secret: str) -> bytes:
     if scheme != "standard":
         return secret.encode()
     if not secret.startswith("whsec_"):
-        raise ConfigError("Standard Webhooks secrets must start with 'whsec_'")
+        raise ReceiverSettingsError("Standard Webhooks secrets must start with 'whsec_'")
     try:
         key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
     except binascii.Error:
-        raise ConfigError("Standard Webhooks secret is not valid base64 after 'whsec_'") from None
+        raise ReceiverSettingsError(
+            "Standard Webhooks secret is not valid base64 after 'whsec_'"
+        ) from None
     if len(key) < 24:
-        raise ConfigError("Standard Webhooks secrets must hold at least 24 bytes")
+        raise ReceiverSettingsError("Standard Webhooks secrets must hold at least 24 bytes")
     return key
 
 
@@ -142,9 +144,9 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        raise ReceiverSettingsError(f"{name} must be an integer, got {raw!r}") from None
     if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+        raise ReceiverSettingsError(f"{name} must be positive, got {value}")
     return value
 
 
@@ -152,7 +154,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ReceiverSettings:
     """Read and validate the receiver's settings.
 
     Raises:
-        ConfigError: a source without secrets, an unknown scheme or a malformed value.
+        ReceiverSettingsError: a source without secrets, an unknown scheme or a malformed value.
     """
     env = os.environ if env is None else env
     tolerance = _positive_int(env, "WEBHOOK_TOLERANCE_SECONDS", DEFAULT_TOLERANCE_SECONDS)
@@ -161,17 +163,17 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ReceiverSettings:
         name, _, scheme = entry.partition(":")
         name, scheme = name.strip(), scheme.strip().lower()
         if not _SOURCE_NAME.match(name):
-            raise ConfigError(f"WEBHOOK_SOURCES: invalid source name {name!r}")
+            raise ReceiverSettingsError(f"WEBHOOK_SOURCES: invalid source name {name!r}")
         if scheme not in SCHEMES:
-            raise ConfigError(
+            raise ReceiverSettingsError(
                 f"WEBHOOK_SOURCES: source {name!r} has scheme {scheme!r}, "
                 f"expected one of {', '.join(SCHEMES)}"
             )
         variable, secrets = source_secrets(env, name)
         try:
             keys = tuple(decode_key(scheme, s) for s in secrets)
-        except ConfigError as exc:
-            raise ConfigError(f"{variable}: {exc}") from None
+        except ReceiverSettingsError as exc:
+            raise ReceiverSettingsError(f"{variable}: {exc}") from None
         sources[name] = SourceConfig(name, scheme, keys, tolerance)
     schema = schema_from_env(env)
     return ReceiverSettings(

@@ -1,4 +1,4 @@
-"""The project's settings files layered the way ``make`` layers them.
+"""The environment development processes start with: the caller's, ``.env``, ``.env.example``.
 
 ``make`` runs every command with ``uv run --env-file .env.example --env-file .env``: a
 variable set in the process wins, then ``.env`` (yours, git-ignored), then ``.env.example``
@@ -19,7 +19,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 ENV_FILES = (".env.example", ".env")  # later files win, as with repeated --env-file
 
 
-def layered_env(
+def env_defaults(
     environ: Mapping[str, str] | None = None, project: Path = PROJECT
 ) -> dict[str, str]:
     """``environ`` (default: the process's) over ``.env`` over ``.env.example``."""
@@ -34,5 +34,5 @@ def layered_env(
 
 def load_env_files(project: Path = PROJECT) -> None:
     """Set in this process every variable the files hold and the process does not."""
-    for key, value in layered_env(project=project).items():
+    for key, value in env_defaults(project=project).items():
         os.environ.setdefault(key, value)

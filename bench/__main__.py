@@ -9,8 +9,9 @@ import pkgutil
 import sys
 from pathlib import Path
 
-# Helpers, not benchmarks: the report format and run_latency's baseline code location.
-SKIP = {"report", "__main__", "minimal_location"}
+# Helpers, not benchmarks: the report format, run_latency's baseline code location and the
+# distributed benchmark's per-step timeline.
+SKIP = {"report", "__main__", "minimal_location", "step_timeline"}
 
 
 def main(argv: list[str]) -> int:

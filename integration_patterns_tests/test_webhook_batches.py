@@ -9,8 +9,10 @@ in process against the real PostgreSQL. ``test_webhook_daemon.py`` runs it all u
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from devstack.webhook_fixtures import sample_event
+from integration_patterns.defs.webhooks import batches
 from integration_patterns.defs.webhooks.assets import ROUTE_ASSETS, ROUTE_CHECKS, ROUTE_JOBS
 from integration_patterns.defs.webhooks.batches import apply_batch
 from integration_patterns.defs.webhooks.processors import PROCESSORS, MalformedEventError
@@ -71,6 +74,7 @@ def tuned(store: WebhookStore, **changes: Any) -> WebhookStore:
         "schema_name": store.schema_name,
         "max_events_per_run": store.max_events_per_run,
         "max_wait_seconds": store.max_wait_seconds,
+        "max_batch_bytes": store.max_batch_bytes,
     }
     return WebhookStore(**(fields | changes))
 
@@ -264,6 +268,39 @@ def test_a_route_whose_last_run_has_not_started_accumulates_its_events(pg, store
         ) as context:
             second = webhook_inbox_router(context)
         assert [ids_of(r) for r in second.run_requests] == [orders]
+
+
+def padded_order(n: int, pad_bytes: int) -> dict[str, Any]:
+    """An order event carrying ``pad_bytes`` of incompressible text its processor ignores."""
+    return sample_event("order.created", n) | {"padding": secrets.token_hex(pad_bytes // 2)}
+
+
+def test_a_batch_is_cut_at_max_batch_bytes_and_a_huge_event_goes_alone(pg, store):
+    capped = tuned(store, max_events_per_run=100, max_batch_bytes=250_000)
+    sizes = [100_000, 100_000, 100_000, 300_000, 100_000, 100_000, 100_000]
+    ids = add(
+        pg, store, [("shop", "order.created", padded_order(n, b)) for n, b in enumerate(sizes)]
+    )
+    requests, _ = drain(pg, capped, want=len(ids))
+    # Two 100 kB events fit under 250 kB, a third would not; 300 kB is over the cap alone.
+    assert [ids_of(r) for r in requests] == [ids[0:2], ids[2:3], ids[3:4], ids[4:6], ids[6:7]]
+
+
+def test_a_large_batch_is_applied_in_chunks_of_bounded_memory(pg, store):
+    # 48 events of 512 kB: 24 MiB of payload in one batch (one run), read chunk by chunk.
+    ids = add(
+        pg, store, [("shop", "order.created", padded_order(n, 512 * 1024)) for n in range(48)]
+    )
+    with pg.get_connection() as conn:
+        tracemalloc.start()
+        try:
+            result = apply_batch(conn, store, "orders", ids, "run-memory")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert (result.claimed, result.processed, result.failed) == (48, 48, 0)
+    assert len(table(pg, store, "webhook_orders", "order_id")) == 48
+    assert peak < 12 * 2**20, f"peak {peak / 2**20:.1f} MiB for a 24 MiB batch"
 
 
 def test_late_commit_is_not_skipped(pg, store):
@@ -625,7 +662,9 @@ def test_backlog_is_reported_per_route(pg, store):
     assert evaluated == checks
 
 
-def test_database_connection_lost_mid_batch_is_retried_and_completes(pg, store):
+def test_database_connection_lost_mid_batch_is_retried_and_completes(pg, store, monkeypatch):
+    # Chunks of 10 events, each committed on its own: the connection is lost in the third.
+    monkeypatch.setattr(batches, "CHUNK_EVENTS", 10)
     ids = add(
         pg, store, [("shop", "order.created", sample_event("order.created", n)) for n in range(40)]
     )
@@ -638,7 +677,7 @@ def test_database_connection_lost_mid_batch_is_retried_and_completes(pg, store):
         blocker.execute(
             sql.SQL(
                 "INSERT INTO {} (order_id, source, delivery_id, last_inbox_id) "
-                "VALUES ('ord-7', 'x', 'x', 0)"
+                "VALUES ('ord-27', 'x', 'x', 0)"
             ).format(store.table("webhook_orders"))
         )
         thread = threading.Thread(
@@ -648,7 +687,7 @@ def test_database_connection_lost_mid_batch_is_retried_and_completes(pg, store):
         )
         blocker.commit()
         blocker.execute(
-            sql.SQL("SELECT 1 FROM {} WHERE order_id = 'ord-7' FOR UPDATE").format(
+            sql.SQL("SELECT 1 FROM {} WHERE order_id = 'ord-27' FOR UPDATE").format(
                 store.table("webhook_orders")
             )
         )
@@ -665,7 +704,9 @@ def test_database_connection_lost_mid_batch_is_retried_and_completes(pg, store):
                 )
             )
         assert killed == 1
-        assert {s[0] for s in outcomes(pg, store, ids).values()} == {"pending"}  # rolled back
+        state = outcomes(pg, store, ids)
+        assert {state[i][0] for i in ids[:20]} == {"processed"}  # committed chunks stay
+        assert {state[i][0] for i in ids[20:]} == {"pending"}  # the lost chunk rolled back
         blocker.rollback()
         thread.join(timeout=60)
     finally:

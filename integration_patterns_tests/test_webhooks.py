@@ -245,6 +245,67 @@ def test_receiver_killed_under_load_loses_no_acknowledged_delivery(new_schema, p
     assert set(acked) <= stored
 
 
+def test_group_commit_answers_only_after_its_commit_and_fails_a_whole_group_with_503(
+    new_schema, pg
+):
+    """Concurrent deliveries share commits, yet each 202 means its row is durable.
+
+    A failed commit answers every request of its group 503, and a redelivery is still a
+    duplicate.
+    """
+    schema = new_schema()
+    inbox = sql.Identifier(schema, "webhook_inbox")
+    deliveries = [
+        signed_delivery(
+            "hmac",
+            SOURCES["shop"][1],
+            sample_event("order.created", n, delivery_id=f"burst-{n}"),
+        )
+        for n in range(200)
+    ]
+
+    def burst(url: str) -> list[httpx.Response]:
+        async def send_all() -> list[httpx.Response]:
+            limits = httpx.Limits(max_connections=50)
+            async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+                return await asyncio.gather(
+                    *(http.post("/webhooks/shop", content=b, headers=h) for b, h in deliveries)
+                )
+
+        return asyncio.run(send_all())
+
+    def stored() -> list[tuple[str, int]]:
+        query = sql.SQL("SELECT delivery_id, txid FROM {}").format(inbox).as_string(None)
+        return [tuple(r) for r in pg.fetch_all(query)]
+
+    def ddl(statement: str) -> None:
+        with pg.get_connection() as conn:
+            conn.execute(sql.SQL(statement).format(inbox))
+
+    env = receiver_env(SOURCES, schema=schema)
+    with running_receiver(env) as proc:
+        # The database refuses every insert: every request of every group gets 503.
+        ddl("ALTER TABLE {} ADD CONSTRAINT refuse_all CHECK (false) NOT VALID")
+        refused = burst(proc.url)
+        assert {r.status_code for r in refused} == {503}
+        assert all(r.headers["retry-after"] == "5" for r in refused)
+        assert stored() == []
+        ddl("ALTER TABLE {} DROP CONSTRAINT refuse_all")
+        accepted = burst(proc.url)
+        os.kill(proc.process.pid, signal.SIGKILL)  # right after the last answer
+        assert proc.process.wait(timeout=10) == -signal.SIGKILL
+    acked = {r.json()["delivery_id"] for r in accepted if r.status_code == 202}
+    rows = stored()
+    assert len(acked) == len(deliveries)
+    assert {delivery_id for delivery_id, _ in rows} == acked  # every 202 has its row
+    assert len({txid for _, txid in rows}) < len(rows)  # requests shared transactions
+    with running_receiver(env) as proc:
+        again = burst(proc.url)
+    assert {r.status_code for r in again} == {200}
+    assert {r.json()["status"] for r in again} == {"duplicate"}
+    assert len(stored()) == len(deliveries)
+
+
 # --- fuzzing -------------------------------------------------------------------------------
 
 

@@ -34,6 +34,12 @@ def celery_settings() -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         # A worker reserves one step at a time, so a lost worker strands at most one.
         "worker_prefetch_multiplier": 1,
+        # No AMQP heartbeats: a solo worker runs its step on the thread that would send them,
+        # so RabbitMQ (60 s) dropped a worker in a long step and gave the step to another
+        # worker while the first still ran it: the large preset's 90 s Mongo read ran twice
+        # (celery/celery#3430). A dead worker process still closes its socket, and the
+        # broker requeues its step at once; a vanished host is found by TCP keepalive.
+        "broker_heartbeat": 0,
         "broker_connection_retry_on_startup": True,
     }
 

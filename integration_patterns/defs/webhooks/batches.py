@@ -1,13 +1,15 @@
 """Apply a batch of inbox events set-based, and record each event's outcome in the inbox.
 
-One transaction per batch: claim the events still in a claimable status (``FOR UPDATE SKIP
-LOCKED``, so two runs handed overlapping ids never apply an event twice), parse each payload
-in Python (a malformed one becomes ``failed`` with its reason and the rest go on), upsert
-every valid row with one statement, and write every outcome with one more. If anything
-fails as a whole (the database went away), the transaction rolls back, the events stay as
-they were, and the retried step claims them again. Applying the same batch again finds
-nothing left to claim; re-applying an event (replay) changes nothing either, because a row
-is only overwritten by an event that arrived later (``last_inbox_id``), inside a batch too.
+The batch is cut into chunks bounded in count and stored bytes, and each chunk is one
+transaction: claim its events still in a claimable status (``FOR UPDATE SKIP LOCKED``, so
+two runs handed overlapping ids never apply an event twice), parse each payload in Python (a
+malformed one becomes ``failed`` with its reason and the rest go on), upsert the valid rows
+with one statement, write every outcome with one more, commit. If anything fails as a whole
+(the database went away), that chunk rolls back, its events stay pending, and the retried
+step claims what is still pending: the chunks already committed are not applied again.
+Applying the same batch again finds nothing left to claim; re-applying an event (replay)
+changes nothing either, because a row is only overwritten by an event that arrived later
+(``last_inbox_id``), inside a chunk too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ from integration_patterns.defs.webhooks.routes import UNKNOWN
 from integration_patterns.defs.webhooks.store import UNKNOWN_TABLE, WebhookStore
 from integration_patterns.inbox import FAILED, PENDING, PROCESSED, UNROUTED
 
+_SIZES = """
+SELECT id, pg_column_size(payload)
+FROM {inbox}
+WHERE id = ANY(%(ids)s) AND status = ANY(%(statuses)s)
+ORDER BY id
+"""
+
 if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
     import psycopg
     from psycopg import sql
@@ -39,6 +48,12 @@ WHERE id = ANY(%(ids)s) AND status = ANY(%(statuses)s)
 ORDER BY id
 FOR UPDATE SKIP LOCKED
 """
+
+# A batch's events are claimed, applied and committed in chunks of at most this many events
+# and stored payload bytes, so a run's memory and transactions stay bounded whatever the
+# batch size, and entity rows appear as each chunk commits, not when the whole batch does.
+CHUNK_EVENTS = 1000
+CHUNK_BYTES = 4 * 1024 * 1024
 
 _UPSERT = """
 INSERT INTO {table} ({columns}, source, delivery_id, last_inbox_id, updated_at)
@@ -166,7 +181,7 @@ def apply_batch(
 ) -> BatchResult:
     """Apply the events among ``inbox_ids`` whose status is in ``statuses``, via ``route``.
 
-    ``conn`` must not be inside a transaction: the batch is one transaction of its own.
+    ``conn`` must not be inside a transaction: each chunk is one transaction of its own.
     """
     from psycopg import sql
 
@@ -174,34 +189,59 @@ def apply_batch(
     processor = PROCESSORS.get(route)
     if processor is None and route != UNKNOWN:
         raise ValueError(f"no processor named {route!r}")
+    params = {"ids": list(inbox_ids), "statuses": list(statuses)}
     with conn.transaction():
-        claim = sql.SQL(_CLAIM).format(
-            inbox=store.inbox, payload=sql.SQL("payload" if processor else "NULL")
-        )
-        events = conn.execute(claim, {"ids": list(inbox_ids), "statuses": list(statuses)})
-        events = events.fetchall()
-        result.claimed = len(events)
-        if not events:
-            return result
-        if processor is None:
-            ids = [e[0] for e in events]
-            archive = sql.SQL(_ARCHIVE).format(
-                unknown=store.table(UNKNOWN_TABLE), inbox=store.inbox
+        sizes = conn.execute(sql.SQL(_SIZES).format(inbox=store.inbox), params).fetchall()
+    claim = sql.SQL(_CLAIM).format(
+        inbox=store.inbox, payload=sql.SQL("payload" if processor else "NULL")
+    )
+    for ids in chunks(sizes):
+        with conn.transaction():
+            events = conn.execute(claim, params | {"ids": ids}).fetchall()
+            result.claimed += len(events)
+            if not events:
+                continue
+            if processor is None:
+                outcomes = _archive(conn, store, events, result)
+            else:
+                outcomes = _apply(conn, store, processor, events, result)
+            conn.execute(
+                sql.SQL(_RECORD).format(inbox=store.inbox),
+                {"route": route, "run_id": run_id, "outcomes": json.dumps(outcomes)},
             )
-            conn.execute(archive, (ids,))
-            outcomes = [
-                {
-                    "id": e[0],
-                    "status": UNROUTED,
-                    "reason": f"no route for {e[3] or '(no type)'} from {e[1]}",
-                }
-                for e in events
-            ]
-            result.unrouted = len(ids)
-        else:
-            outcomes = _apply(conn, store, processor, events, result)
-        conn.execute(
-            sql.SQL(_RECORD).format(inbox=store.inbox),
-            {"route": route, "run_id": run_id, "outcomes": json.dumps(outcomes)},
-        )
     return result
+
+
+def chunks(sizes: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """``(id, stored size)`` pairs cut into id lists of bounded count and bytes."""
+    out: list[list[int]] = []
+    ids: list[int] = []
+    total = 0
+    for inbox_id, size in sizes:
+        if ids and (len(ids) == CHUNK_EVENTS or total + size > CHUNK_BYTES):
+            out.append(ids)
+            ids, total = [], 0
+        ids.append(inbox_id)
+        total += size
+    if ids:
+        out.append(ids)
+    return out
+
+
+def _archive(
+    conn: psycopg.Connection,
+    store: WebhookStore,
+    events: Sequence[tuple[Any, ...]],
+    result: BatchResult,
+) -> list[dict[str, Any]]:
+    """Events no route handles: copied to the unknown-events table, marked unrouted."""
+    from psycopg import sql
+
+    ids = [e[0] for e in events]
+    archive = sql.SQL(_ARCHIVE).format(unknown=store.table(UNKNOWN_TABLE), inbox=store.inbox)
+    conn.execute(archive, (ids,))
+    result.unrouted += len(ids)
+    return [
+        {"id": i, "status": UNROUTED, "reason": f"no route for {kind or '(no type)'} from {src}"}
+        for i, src, _, kind, _ in events
+    ]

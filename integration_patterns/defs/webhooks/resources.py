@@ -18,6 +18,7 @@ def webhook_resources() -> dg.Definitions:
             "webhook_store": WebhookStore(
                 schema_name=dg.EnvVar("WEBHOOK_INBOX_SCHEMA"),
                 max_events_per_run=dg.EnvVar.int("WEBHOOK_MAX_EVENTS_PER_RUN"),
+                max_batch_bytes=dg.EnvVar.int("WEBHOOK_MAX_BATCH_BYTES"),
                 max_wait_seconds=dg.EnvVar.int("WEBHOOK_MAX_WAIT_SECONDS"),
                 routes=routes_from_env(),
             )

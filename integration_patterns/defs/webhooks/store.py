@@ -68,7 +68,7 @@ class WebhookStore(dg.ConfigurableResource):
 
     Example:
         ```python
-        store = WebhookStore(schema_name="public", max_events_per_run=2000)
+        store = WebhookStore(schema_name="public", max_events_per_run=20_000)
         store.route("github", "pull_request", "closed")  # "github_pull_requests"
         ```
     """
@@ -78,9 +78,17 @@ class WebhookStore(dg.ConfigurableResource):
         description="PostgreSQL schema of webhook_inbox and the entity tables.",
     )
     max_events_per_run: int = Field(
-        default=2000,
+        default=20_000,
         description="Most events one processor run applies; a route with this many pending "
-        "events gets a run at once.",
+        "events gets a run at once. Large, because a run costs seconds to start whatever "
+        "its size: while a route's run is starting its next batch grows instead.",
+    )
+    max_batch_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        description="Most payload bytes (as stored, pg_column_size) one run applies; a batch "
+        "is cut at whichever of this and max_events_per_run comes first (an event larger "
+        "than this goes alone). Runs read their events in chunks, so this bounds a run's "
+        "transaction and duration, not its memory.",
     )
     max_wait_seconds: int = Field(
         default=3,

@@ -42,7 +42,7 @@ from integration_patterns.defs.enrichment.store import EnrichmentStore
 from integration_patterns.defs.messaging.sensor import kafka_orders_sensor
 from integration_patterns.defs.messaging.stream import OrdersStreamResource
 from integration_patterns.resources.kafka import KafkaResource
-from integration_patterns.resources.s3 import s3_resource_from_env
+from integration_patterns.resources.s3 import S3StorageResource
 from integration_patterns_tests.conftest import mongo_from_env
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -201,7 +201,7 @@ def main() -> None:
         ticks = {p: _sensor_tick_seconds(kafka, p, unique) for p in (1, 32)}
     finally:
         services.rabbitmq_vhost(vhost, delete=True)
-        client = s3_resource_from_env().get_client()
+        client = S3StorageResource.from_env().get_client()
         listing = client.list_objects_v2(Bucket=env["S3_BUCKET"], Prefix=f"bench/{unique}")
         for item in listing.get("Contents", []):
             client.delete_object(Bucket=env["S3_BUCKET"], Key=item["Key"])

@@ -31,9 +31,9 @@ from psycopg import sql
 
 from bench.report import Comparison, write
 from devstack import sample_data
+from devstack.enrichment_defs import enrichment_definitions
 from integration_patterns.defs.enrichment import assets
 from integration_patterns.defs.enrichment.queries import fetch_customers, fetch_user_events
-from integration_patterns.defs.enrichment.schedule import customer_enrichment
 from integration_patterns.defs.enrichment.store import EnrichmentStore
 
 REPETITIONS = 3
@@ -89,17 +89,7 @@ def main() -> None:
                 end=END,
             )
             seed_seconds = report.seconds
-        job_postgres, job_mongo = sample_data.resources_from_env()
-        defs = dg.Definitions(
-            assets=[
-                assets.customers,
-                assets.user_events,
-                assets.enriched_customers,
-                assets.customer_analytics,
-            ],
-            jobs=[customer_enrichment],
-            resources={"postgres": job_postgres, "mongo": job_mongo, "enrichment_store": STORE},
-        )
+        defs = enrichment_definitions(STORE)
         _run_job(defs, postgres)  # warm-up: imports and first-run costs, not measured
         ours, floor = [], []
         for _ in range(REPETITIONS):

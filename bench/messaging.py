@@ -12,7 +12,6 @@ not grow with the size of the range).
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -34,13 +33,8 @@ REPETITIONS = 3
 
 
 def _resources() -> tuple[KafkaResource, RabbitMQResource]:
-    kafka = KafkaResource(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"])
-    rabbitmq = RabbitMQResource(
-        host=os.environ["RABBITMQ_HOST"],
-        port=int(os.environ["RABBITMQ_PORT"]),
-        username=os.environ["RABBITMQ_USER"],
-        password=os.environ["RABBITMQ_PASSWORD"],
-    )
+    kafka = KafkaResource.from_env()
+    rabbitmq = RabbitMQResource.from_env()
     return kafka, rabbitmq
 
 

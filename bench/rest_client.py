@@ -20,7 +20,7 @@ import httpx
 from bench.report import Comparison, write
 from devstack.partner_api.process import SimulatorProcess
 from integration_patterns.defs.external_api.resources import PartnerApiResource
-from integration_patterns.resources.http import RateLimiter
+from integration_patterns.resources.http.budget import RateLimiter
 
 CLIENT_ID, SECRET = "bench-client", "bench-secret-value"
 PAGES, PAGE_SIZE, REPETITIONS = 300, 10, 7

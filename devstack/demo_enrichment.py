@@ -12,11 +12,9 @@ import dagster as dg
 from psycopg import sql
 
 from devstack import sample_data
-from integration_patterns.defs.enrichment import assets
-from integration_patterns.defs.enrichment.resources import enrichment_resources
-from integration_patterns.defs.enrichment.schedule import customer_enrichment
+from devstack.enrichment_defs import enrichment_definitions
 from integration_patterns.defs.enrichment.upsert import TABLE
-from integration_patterns.defs.resources import resources as shared_resources
+from integration_patterns.resources.s3 import S3ParquetIOManager
 
 _TOP = """
 SELECT customer_id, name, order_count, total_spent, event_count, engagement_score
@@ -27,26 +25,6 @@ LIMIT 10
 """
 
 
-def enrichment_definitions() -> dg.Definitions:
-    """Only what the enrichment needs: its assets, checks and job, and the shared resources.
-
-    Loading just these keeps the demo section independent of the other patterns' folders.
-    """
-    return dg.Definitions.merge(
-        shared_resources(),
-        enrichment_resources(),
-        dg.Definitions(
-            assets=[
-                assets.customers,
-                assets.user_events,
-                assets.enriched_customers,
-                assets.customer_analytics,
-            ],
-            jobs=[customer_enrichment],
-        ),
-    )
-
-
 def run_demo(instance: dg.DagsterInstance) -> str:
     """Seed the small data set, materialize yesterday's partition, describe the top 10."""
     end = sample_data.default_end()
@@ -55,7 +33,7 @@ def run_demo(instance: dg.DagsterInstance) -> str:
     try:
         report = sample_data.seed(postgres, mongo, volume=sample_data.PRESETS["small"], end=end)
         result = (
-            enrichment_definitions()
+            enrichment_definitions(io_manager=S3ParquetIOManager.from_env())
             .resolve_job_def("customer_enrichment")
             .execute_in_process(instance=instance, partition_key=partition.isoformat())
         )

@@ -8,8 +8,6 @@ quarantined, with the client's retries, 429s, re-authentications and latencies.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 import httpx
 
@@ -53,11 +51,8 @@ def run_demo(
         timeout=5.0,
     ).raise_for_status()
     postgres = postgres or PostgresResource.from_env()
-    partner_api = PartnerApiResource(
+    partner_api = PartnerApiResource.from_env(
         base_url=base_url,
-        client_id=os.environ.get("PARTNER_API_CLIENT_ID", "partner-demo"),
-        client_secret=os.environ.get("PARTNER_API_CLIENT_SECRET", "partner-demo-pw"),
-        rate_limit_per_minute=int(os.environ.get("PARTNER_API_RATE_LIMIT_PER_MINUTE", "600")),
         read_timeout=1.0,
         backoff_base=0.1,
         backoff_cap=1.0,

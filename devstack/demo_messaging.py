@@ -1,7 +1,5 @@
 """Demo of the message-queue pattern: produce orders, let the sensor cut ranges, run them."""
 
-import os
-
 import dagster as dg
 
 from devstack.orders_load import produce_orders
@@ -14,20 +12,10 @@ from integration_patterns.resources.rabbitmq import RabbitMQResource
 
 def run_demo(instance: dg.DagsterInstance, count: int = 2000) -> str:
     """Produce ``count`` orders (5% poison), evaluate the sensor once, execute its runs."""
-    kafka = KafkaResource(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"])
-    rabbitmq = RabbitMQResource(
-        host=os.environ["RABBITMQ_HOST"],
-        port=int(os.environ["RABBITMQ_PORT"]),
-        username=os.environ["RABBITMQ_USER"],
-        password=os.environ["RABBITMQ_PASSWORD"],
-    )
+    kafka = KafkaResource.from_env()
+    rabbitmq = RabbitMQResource.from_env()
     # The sensor as deployed, but dispatching partial ranges at once for the demo.
-    stream = OrdersStreamResource(
-        topic=os.environ["ORDERS_TOPIC"],
-        group_id=os.environ["ORDERS_GROUP_ID"],
-        batch_size=1000,
-        batch_timeout_s=0,
-    )
+    stream = OrdersStreamResource.from_env(batch_size=1000, batch_timeout_s=0)
     load = produce_orders(kafka, topic=stream.topic, count=count, poison_ratio=0.05)
     lines = [f"produced {load.produced} orders to {stream.topic} ({len(load.poison_ids)} poison)"]
     context = dg.build_sensor_context(

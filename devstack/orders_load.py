@@ -103,9 +103,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    kafka = KafkaResource(
-        bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    )
+    kafka = KafkaResource.from_env()
     report = produce_orders(
         kafka,
         topic=args.topic,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import random
 import sys
 import time
@@ -257,14 +256,7 @@ def default_end() -> dt.datetime:
 
 def resources_from_env() -> tuple[PostgresResource, MongoResource]:
     """Resources for dev tooling run from a shell, where the environment is the config."""
-    env = os.environ
-    postgres = PostgresResource.from_env(env)
-    mongo = MongoResource(
-        host=env.get("MONGO_HOST", "127.0.0.1"),
-        port=int(env.get("MONGO_PORT", "27017")),
-        database=env.get("MONGO_DB", "integration_patterns"),
-    )
-    return postgres, mongo
+    return PostgresResource.from_env(), MongoResource.from_env()
 
 
 def main(argv: list[str] | None = None) -> int:

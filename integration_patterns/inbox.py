@@ -29,11 +29,14 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING
 
 from integration_patterns.resources.postgres import ensure_ddl
+
+if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
+    import psycopg
+    from psycopg import sql
+
 
 INBOX_TABLE = "webhook_inbox"
 SCHEMA_VARIABLE = "WEBHOOK_INBOX_SCHEMA"
@@ -124,11 +127,15 @@ class InboxRow:
 
 def inbox_table(schema: str) -> sql.Composed:
     """The schema-qualified inbox table, quoted by psycopg."""
+    from psycopg import sql
+
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(INBOX_TABLE))
 
 
 def ddl(schema: str) -> sql.Composed:
     """Create or migrate the inbox in ``schema`` (idempotent; run under ``ensure_ddl``)."""
+    from psycopg import sql
+
     return sql.SQL(_DDL).format(
         schema=sql.Identifier(schema), table=inbox_table(schema), schema_text=sql.Literal(schema)
     )
@@ -141,6 +148,8 @@ def insert_query(schema: str) -> bytes:
     Composing and rendering the SQL cost more CPU than the insert itself (about 200 us per
     statement when measured), and constant text lets psycopg prepare it.
     """
+    from psycopg import sql
+
     return sql.SQL(_INSERT).format(table=inbox_table(schema)).as_bytes(None)
 
 

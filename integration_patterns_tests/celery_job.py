@@ -9,11 +9,11 @@ import os
 
 import dagster as dg
 
-from integration_patterns.defs.enrichment import assets
+from devstack.enrichment_defs import enrichment_definitions
 from integration_patterns.defs.enrichment.distributed import customer_enrichment_celery
 from integration_patterns.defs.enrichment.store import EnrichmentStore
-from integration_patterns.resources.s3 import S3ParquetIOManager, s3_resource_from_env
-from integration_patterns_tests.conftest import mongo_from_env, postgres_from_env
+from integration_patterns.resources.mongo import MongoResource
+from integration_patterns.resources.s3 import S3ParquetIOManager, S3StorageResource
 
 
 def store_from_env() -> EnrichmentStore:
@@ -32,23 +32,14 @@ def _mongo_timeout() -> dict[str, int]:
 
 
 def enrichment_on_celery() -> dg.JobDefinition:
-    defs = dg.Definitions(
-        assets=[
-            assets.customers,
-            assets.user_events,
-            assets.enriched_customers,
-            assets.customer_analytics,
-        ],
+    defs = enrichment_definitions(
+        store_from_env(),
         jobs=[customer_enrichment_celery],
-        resources={
-            "postgres": postgres_from_env(),
-            "mongo": mongo_from_env(**_mongo_timeout()),
-            "enrichment_store": store_from_env(),
-            "io_manager": S3ParquetIOManager(
-                s3_resource=s3_resource_from_env(),
-                s3_bucket=os.environ["S3_BUCKET"],
-                s3_prefix=os.environ["S3_TEST_PREFIX"],
-            ),
-        },
+        mongo=MongoResource.from_env(**_mongo_timeout()),
+        io_manager=S3ParquetIOManager(
+            s3_resource=S3StorageResource.from_env(),
+            s3_bucket=os.environ["S3_BUCKET"],
+            s3_prefix=os.environ["S3_TEST_PREFIX"],
+        ),
     )
     return defs.resolve_job_def("customer_enrichment_celery")

@@ -8,7 +8,6 @@ anything.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from devstack import harness
+from devstack.environment import load_env_files
 from integration_patterns.defs.enrichment.store import EnrichmentStore
 from integration_patterns.resources.kafka import KafkaResource
 from integration_patterns.resources.mongo import MongoResource
@@ -26,19 +26,7 @@ from integration_patterns.resources.rabbitmq import RabbitMQResource
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def _load_env_defaults() -> None:
-    """Fill variables the caller did not set from .env, then from .env.example (as make does)."""
-    for env_file in (PROJECT / ".env", PROJECT / ".env.example"):
-        if not env_file.exists():
-            continue
-        for line in env_file.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                os.environ.setdefault(key.strip(), value.strip())
-
-
-_load_env_defaults()
+load_env_files()  # process env > .env > .env.example, as make layers them
 
 
 def require_healthy(resource) -> None:
@@ -52,6 +40,7 @@ def require_healthy(resource) -> None:
         )
 
 
+# Thin aliases the tests import: each resource reads its own env mapping (``from_env``).
 def postgres_from_env(**overrides) -> PostgresResource:
     """A PostgresResource configured like the code location's, with overrides."""
     return PostgresResource.from_env(**overrides)
@@ -59,34 +48,17 @@ def postgres_from_env(**overrides) -> PostgresResource:
 
 def mongo_from_env(**overrides) -> MongoResource:
     """A MongoResource configured like the code location's, with overrides."""
-    return MongoResource(
-        **{
-            "host": os.environ["MONGO_HOST"],
-            "port": int(os.environ["MONGO_PORT"]),
-            "database": os.environ["MONGO_DB"],
-            **overrides,
-        }
-    )
+    return MongoResource.from_env(**overrides)
 
 
 def kafka_from_env(**overrides) -> KafkaResource:
     """A KafkaResource configured like the code location's, with overrides."""
-    return KafkaResource(
-        **{"bootstrap_servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"], **overrides}
-    )
+    return KafkaResource.from_env(**overrides)
 
 
 def rabbitmq_from_env(**overrides) -> RabbitMQResource:
     """A RabbitMQResource configured like the code location's, with overrides."""
-    return RabbitMQResource(
-        **{
-            "host": os.environ["RABBITMQ_HOST"],
-            "port": int(os.environ["RABBITMQ_PORT"]),
-            "username": os.environ["RABBITMQ_USER"],
-            "password": os.environ["RABBITMQ_PASSWORD"],
-            **overrides,
-        }
-    )
+    return RabbitMQResource.from_env(**overrides)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from devstack.celery_workers import Worker, celery_workers
 from integration_patterns.defs.enrichment.store import EnrichmentStore
 from integration_patterns.defs.enrichment.upsert import TABLE
 from integration_patterns.resources.postgres import PostgresResource
-from integration_patterns.resources.s3 import s3_resource_from_env
+from integration_patterns.resources.s3 import S3StorageResource
 from integration_patterns_tests import celery_job
 from integration_patterns_tests.conftest import PROJECT, mongo_from_env, postgres_from_env
 from integration_patterns_tests.test_enrichment import PARTITION, run_job, table_rows
@@ -86,7 +86,7 @@ def setup(tmp_path_factory) -> Iterator[Setup]:
             yield Setup(store, postgres, expected, dict(os.environ), instance)
     finally:
         services.rabbitmq_vhost(vhost, delete=True)
-        client = s3_resource_from_env().get_client()
+        client = S3StorageResource.from_env().get_client()
         bucket = os.environ["S3_BUCKET"]
         listing = client.list_objects_v2(Bucket=bucket, Prefix=settings["S3_TEST_PREFIX"])
         for item in listing.get("Contents", []):
@@ -166,7 +166,7 @@ def test_steps_run_on_both_workers_and_match_an_in_process_run(empty_table, work
     assert all(w.workdir.name == w.name for w in workers.values())  # a directory each
     # The steps handed their tables over as Parquet in S3.
     prefix = os.environ["S3_TEST_PREFIX"]
-    client = s3_resource_from_env().get_client()
+    client = S3StorageResource.from_env().get_client()
     body = client.get_object(
         Bucket=os.environ["S3_BUCKET"], Key=f"{prefix}/enriched_customers/{PARTITION}.parquet"
     )["Body"].read()

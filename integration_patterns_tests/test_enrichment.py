@@ -17,16 +17,15 @@ import pytest
 from psycopg import sql
 
 from devstack import sample_data
+from devstack.enrichment_defs import enrichment_definitions
 from integration_patterns.defs.enrichment import assets
 from integration_patterns.defs.enrichment import enrich as scoring
 from integration_patterns.defs.enrichment.pool_health import pool_problems
 from integration_patterns.defs.enrichment.schedule import (
-    customer_enrichment,
     customer_enrichment_daily,
 )
 from integration_patterns.defs.enrichment.store import EnrichmentStore
 from integration_patterns.defs.enrichment.upsert import TABLE, upsert
-from integration_patterns_tests.conftest import mongo_from_env, postgres_from_env
 
 END = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
 PARTITION = "2026-01-31"  # its 30-day window is [2026-01-02, 2026-02-01)
@@ -36,21 +35,8 @@ BEFORE_WINDOW = dt.datetime(2025, 12, 1, tzinfo=dt.UTC)
 
 def enrichment_defs(store: EnrichmentStore, **resource_overrides) -> dg.Definitions:
     """Just the enrichment (not the whole code location), pointed at the test's store."""
-    return dg.Definitions(
-        assets=[
-            assets.customers,
-            assets.user_events,
-            assets.enriched_customers,
-            assets.customer_analytics,
-        ],
-        jobs=[customer_enrichment],
-        schedules=[customer_enrichment_daily],
-        resources={
-            "postgres": postgres_from_env(),
-            "mongo": mongo_from_env(),
-            "enrichment_store": store,
-            **resource_overrides,
-        },
+    return enrichment_definitions(
+        store, schedules=[customer_enrichment_daily], **resource_overrides
     )
 
 

@@ -19,9 +19,9 @@ import pytest
 from psycopg import sql
 
 from devstack import sample_data
+from devstack.enrichment_defs import enrichment_definitions
 from integration_patterns.defs.enrichment import assets
 from integration_patterns.defs.enrichment.pool_health import pool_problems
-from integration_patterns.defs.enrichment.schedule import customer_enrichment
 from integration_patterns.defs.enrichment.upsert import (
     TABLE,
     InvalidBatchError,
@@ -118,20 +118,7 @@ def test_backend_killed_during_the_upsert_rolls_back_then_retries_by_itself(
         end=END,
     )
     app = f"enrich_kill_{unique}"
-    defs = dg.Definitions(
-        assets=[
-            assets.customers,
-            assets.user_events,
-            assets.enriched_customers,
-            assets.customer_analytics,
-        ],
-        jobs=[customer_enrichment],
-        resources={
-            "postgres": postgres_from_env(application_name=app),
-            "mongo": mongo_from_env(),
-            "enrichment_store": store,
-        },
-    )
+    defs = enrichment_definitions(store, postgres=postgres_from_env(application_name=app))
     outcome: dict = {}
     admin = psycopg.connect(**postgres._connect_kwargs(), autocommit=True)  # noqa: SLF001
     holder = psycopg.connect(**postgres._connect_kwargs())  # noqa: SLF001

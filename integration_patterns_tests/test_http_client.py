@@ -19,22 +19,22 @@ import pytest
 
 from devstack.partner_api.process import SimulatorProcess
 from integration_patterns.defs.external_api.resources import PartnerApiResource
-from integration_patterns.resources.http import (
+from integration_patterns.resources.http.breaker import CircuitBreaker
+from integration_patterns.resources.http.client import RestClient
+from integration_patterns.resources.http.errors import (
     AuthError,
-    CircuitBreaker,
     CircuitOpenError,
     ClientError,
-    CursorPaginator,
     HttpApiError,
+    RequestTimeoutError,
+)
+from integration_patterns.resources.http.pagination import (
+    CursorPaginator,
     NextLinkPaginator,
     PageNumberPaginator,
-    Redactor,
-    RequestTimeoutError,
-    RestClient,
-    RetryPolicy,
-    mask_url,
-    parse_retry_after,
 )
+from integration_patterns.resources.http.redaction import Redactor, mask_url
+from integration_patterns.resources.http.retry import RetryPolicy, parse_retry_after
 
 CLIENT_ID = "test-client"
 SECRET = "s3cr3t-Partner-pw-7f2a9c"

@@ -23,35 +23,35 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from integration_patterns.resources.http import (
+from integration_patterns.resources.http.auth import OAuth2ClientCredentials
+from integration_patterns.resources.http.breaker import CircuitBreaker
+from integration_patterns.resources.http.budget import ServerHint
+from integration_patterns.resources.http.client import RestClient
+from integration_patterns.resources.http.errors import (
     AuthError,
-    CircuitBreaker,
     CircuitOpenError,
     ClientError,
     ConnectionFailedError,
-    CursorPaginator,
-    HttpApiError,
-    OAuth2ClientCredentials,
-    Redactor,
-    RequestTimeoutError,
-    RestClient,
-    RetryPolicy,
-    ServerError,
-    ServerHint,
-    parse_retry_after,
-)
-from integration_patterns.resources.http.errors import (
     DeadlineExceededError,
+    HttpApiError,
     InvalidResponseError,
     PaginationError,
     RedirectError,
+    RequestTimeoutError,
+    ServerError,
 )
 from integration_patterns.resources.http.pagination import (
+    CursorPaginator,
     LinkHeaderPaginator,
     link_with_rel,
     parse_link_header,
 )
-from integration_patterns.resources.http.retry import reset_from_header
+from integration_patterns.resources.http.redaction import Redactor
+from integration_patterns.resources.http.retry import (
+    RetryPolicy,
+    parse_retry_after,
+    reset_from_header,
+)
 from integration_patterns_tests.misbehaving_http import TOKEN, MisbehavingServer
 
 CLIENT_ID = "client id/ü"

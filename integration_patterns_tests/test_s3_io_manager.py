@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from integration_patterns.resources.s3 import S3ParquetIOManager, s3_resource_from_env
+from integration_patterns.resources.s3 import S3ParquetIOManager, S3StorageResource
 
 PARTITIONS = dg.StaticPartitionsDefinition(["eu", "us"])
 
@@ -51,7 +51,7 @@ def report(summary: dict) -> str:
 
 
 def s3_job_defs() -> dg.Definitions:
-    s3 = s3_resource_from_env()
+    s3 = S3StorageResource.from_env()
     return dg.Definitions(
         assets=[orders, summary, report],
         jobs=[dg.define_asset_job("s3_round_trip", executor_def=dg.in_process_executor)],
@@ -76,20 +76,20 @@ def s3_prefix(unique, monkeypatch):
     prefix = f"tests/{unique}"
     monkeypatch.setenv("S3_TEST_PREFIX", prefix)
     yield prefix
-    client = s3_resource_from_env().get_client()
+    client = S3StorageResource.from_env().get_client()
     bucket = os.environ["S3_BUCKET"]
     for item in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
         client.delete_object(Bucket=bucket, Key=item["Key"])
 
 
 def keys_under(prefix: str) -> set[str]:
-    client = s3_resource_from_env().get_client()
+    client = S3StorageResource.from_env().get_client()
     listing = client.list_objects_v2(Bucket=os.environ["S3_BUCKET"], Prefix=prefix)
     return {item["Key"].removeprefix(prefix + "/") for item in listing.get("Contents", [])}
 
 
 def read_object(key: str) -> bytes:
-    client = s3_resource_from_env().get_client()
+    client = S3StorageResource.from_env().get_client()
     return client.get_object(Bucket=os.environ["S3_BUCKET"], Key=key)["Body"].read()
 
 
@@ -159,7 +159,7 @@ def test_failed_run_re_executed_from_its_failed_step_reads_earlier_outputs_from_
 
 
 def test_io_manager_refuses_a_missing_bucket_with_a_clear_error(s3_prefix):
-    s3 = s3_resource_from_env()
+    s3 = S3StorageResource.from_env()
     manager = S3ParquetIOManager(s3_resource=s3, s3_bucket="no-such-bucket-here")
     with pytest.raises(Exception, match="NoSuchBucket"):
         manager.inner_io_manager()
@@ -167,9 +167,9 @@ def test_io_manager_refuses_a_missing_bucket_with_a_clear_error(s3_prefix):
 
 def test_one_client_per_process_and_settings_never_across_credentials(s3_prefix):
     # Every step sets its resources up again; the client (0.1 to 0.8 s to build) is reused.
-    s3 = s3_resource_from_env()
+    s3 = S3StorageResource.from_env()
     client = s3.get_client()
-    assert s3_resource_from_env().get_client() is client
+    assert S3StorageResource.from_env().get_client() is client
     client.put_object(Bucket=os.environ["S3_BUCKET"], Key=f"{s3_prefix}/x", Body=b"1")
     # Other credentials never get that client: the server checks their signature and refuses.
     wrong = s3.model_copy(update={"aws_secret_access_key": "not-the-secret"})

@@ -11,15 +11,16 @@ with backoff within ``request_timeout_s`` before the broker is reported unreacha
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import dagster as dg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # pyright: ignore[reportPrivateImportUsage]
 from pydantic import Field
 
+from integration_patterns.resources.env import EnvConfigured
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
 
 T = TypeVar("T")
@@ -106,7 +107,7 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _COMMIT_SETTINGS = ("enable.auto.commit", "enable.auto.offset.store")
 
 
-class KafkaResource(dg.ConfigurableResource):
+class KafkaResource(EnvConfigured, dg.ConfigurableResource):
     """Client factory for one Kafka cluster.
 
     Example:
@@ -136,6 +137,15 @@ class KafkaResource(dg.ConfigurableResource):
     max_poll_interval_ms: int = Field(
         default=300_000, description="Must exceed the worst-case time to process one batch."
     )
+
+    env_vars: ClassVar[Mapping[str, str]] = {
+        "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+        "security_protocol": "KAFKA_SECURITY_PROTOCOL",
+        "sasl_mechanism": "KAFKA_SASL_MECHANISM",
+        "sasl_username": "KAFKA_SASL_USERNAME",
+        "sasl_password": "KAFKA_SASL_PASSWORD",
+        "ssl_ca_location": "KAFKA_SSL_CA_LOCATION",
+    }
 
     def _base_config(self) -> dict[str, Any]:
         if self.security_protocol.upper() not in SECURITY_PROTOCOLS:

@@ -9,13 +9,14 @@ hosts do), since it may carry a password.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from integration_patterns.resources.env import EnvConfigured
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
 
 if TYPE_CHECKING:  # pymongo is imported when a client is made, not by loading the location
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # pymongo is imported when a client is made, not by loading t
     from pymongo.database import Database
 
 
-class MongoResource(dg.ConfigurableResource):
+class MongoResource(EnvConfigured, dg.ConfigurableResource):
     """A pooled MongoDB client.
 
     Example:
@@ -58,6 +59,13 @@ class MongoResource(dg.ConfigurableResource):
     )
     connect_timeout_ms: int = Field(default=5_000, description="TCP connect timeout.")
     socket_timeout_ms: int = Field(default=60_000, description="Timeout for one operation.")
+
+    env_vars: ClassVar[Mapping[str, str]] = {
+        "uri": "MONGO_URI",
+        "host": "MONGO_HOST",
+        "port": "MONGO_PORT",
+        "database": "MONGO_DB",
+    }
 
     _client: MongoClient | None = PrivateAttr(default=None)
 

@@ -8,18 +8,20 @@ resource counts the queries it ran and how many failed, which the pool-health ch
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import dagster as dg
-import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import Field, PrivateAttr
 
+from integration_patterns.resources.env import EnvConfigured
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
+
+if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
+    import psycopg
+    from psycopg_pool import ConnectionPool
 
 
 def ensure_ddl(conn: psycopg.Connection, lock_name: str, statements: Sequence[Any]) -> None:
@@ -58,6 +60,7 @@ class QueryCounter:
 
 def _counting_cursor(counter: QueryCounter) -> type[psycopg.Cursor]:
     """A cursor class that reports each execute() to ``counter``."""
+    import psycopg
 
     class CountingCursor(psycopg.Cursor):
         def execute(self, query, params=None, **kwargs):  # type: ignore[override]
@@ -82,12 +85,12 @@ def _counting_cursor(counter: QueryCounter) -> type[psycopg.Cursor]:
     return CountingCursor
 
 
-class PostgresResource(dg.ConfigurableResource):
+class PostgresResource(EnvConfigured, dg.ConfigurableResource):
     """A pooled PostgreSQL connection source.
 
     Example:
         ```python
-        postgres = PostgresResource(password=dg.EnvVar("POSTGRES_PASSWORD"))
+        postgres = PostgresResource.from_env_vars()  # POSTGRES_*, read when a run starts
 
         @dg.asset
         def answer(postgres: PostgresResource) -> int:
@@ -120,33 +123,19 @@ class PostgresResource(dg.ConfigurableResource):
         default="integration_patterns", description="Shown in pg_stat_activity."
     )
 
+    env_vars: ClassVar[Mapping[str, str]] = {
+        "host": "POSTGRES_HOST",
+        "port": "POSTGRES_PORT",
+        "dbname": "POSTGRES_DB",
+        "user": "POSTGRES_USER",
+        "password": "POSTGRES_PASSWORD",
+        "sslmode": "POSTGRES_SSLMODE",
+        "sslrootcert": "POSTGRES_SSLROOTCERT",
+        "min_size": "POSTGRES_POOL_MIN_SIZE",
+        "max_size": "POSTGRES_POOL_MAX_SIZE",
+    }
+
     _pool: ConnectionPool[psycopg.Connection] | None = PrivateAttr(default=None)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> PostgresResource:
-        """Configured from ``POSTGRES_*`` for code that runs outside Dagster.
-
-        The ASGI services, dev tooling, benchmarks and tests read the environment directly;
-        inside Dagster, ``defs/resources.py`` wires the same variables with ``dg.EnvVar``.
-        An unset variable keeps the field's default (the local services).
-        """
-        env = os.environ if env is None else env
-        names = {
-            "host": "HOST",
-            "dbname": "DB",
-            "user": "USER",
-            "password": "PASSWORD",
-            "sslmode": "SSLMODE",
-            "sslrootcert": "SSLROOTCERT",
-        }
-        values: dict[str, Any] = {
-            f: env[f"POSTGRES_{v}"] for f, v in names.items() if env.get(f"POSTGRES_{v}")
-        }
-        numbers = {"port": "PORT", "min_size": "POOL_MIN_SIZE", "max_size": "POOL_MAX_SIZE"}
-        values |= {
-            f: int(env[f"POSTGRES_{v}"]) for f, v in numbers.items() if env.get(f"POSTGRES_{v}")
-        }
-        return cls(**(values | overrides))
 
     _counter: QueryCounter = PrivateAttr(default_factory=QueryCounter)
 
@@ -190,6 +179,8 @@ class PostgresResource(dg.ConfigurableResource):
 
     def open(self) -> None:
         """Open and pre-warm the pool; fail naming host and port if the server is down."""
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
         if self._pool is not None:
             return
         pool: ConnectionPool[psycopg.Connection] = ConnectionPool(
@@ -210,6 +201,8 @@ class PostgresResource(dg.ConfigurableResource):
 
     def _why_down(self) -> str:
         """Ask the server directly, so the error carries psycopg's reason, not a timeout."""
+        import psycopg
+
         try:
             psycopg.connect(**self._connect_kwargs()).close()
         except psycopg.Error as exc:
@@ -237,6 +230,8 @@ class PostgresResource(dg.ConfigurableResource):
         Raises:
             PoolExhaustedError: no connection became free within ``acquire_timeout``.
         """
+        from psycopg_pool import PoolTimeout
+
         try:
             with self.pool.connection(timeout=self.acquire_timeout) as conn:
                 yield conn

@@ -10,14 +10,15 @@ messages, since it holds the password.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import dagster as dg
 from pydantic import Field
 
+from integration_patterns.resources.env import EnvConfigured
 from integration_patterns.resources.health import Health, ServiceUnavailableError, probe
 from integration_patterns.resources.rabbitmq_publisher import ConfirmedStreamPublisher
 
@@ -26,12 +27,12 @@ if TYPE_CHECKING:  # pika is imported when a connection opens, not by loading th
     from pika.adapters.blocking_connection import BlockingChannel
 
 
-class RabbitMQResource(dg.ConfigurableResource):
+class RabbitMQResource(EnvConfigured, dg.ConfigurableResource):
     """Connections and confirmed channels to one RabbitMQ virtual host.
 
     Example:
         ```python
-        rabbitmq = RabbitMQResource(password=dg.EnvVar("RABBITMQ_PASSWORD"))
+        rabbitmq = RabbitMQResource.from_env()  # RABBITMQ_* from this process
         with rabbitmq.channel() as ch:
             rabbitmq.declare_queue(ch, "results")
             rabbitmq.publish(ch, exchange="", routing_key="results", body=b"{}", message_id="1")
@@ -58,6 +59,14 @@ class RabbitMQResource(dg.ConfigurableResource):
     connection_name: str = Field(
         default="integration_patterns", description="Shown in the broker's connection list."
     )
+
+    env_vars: ClassVar[Mapping[str, str]] = {
+        "url": "RABBITMQ_URL",
+        "host": "RABBITMQ_HOST",
+        "port": "RABBITMQ_PORT",
+        "username": "RABBITMQ_USER",
+        "password": "RABBITMQ_PASSWORD",
+    }
 
     @property
     def address(self) -> str:

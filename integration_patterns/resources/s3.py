@@ -14,13 +14,15 @@ Both classes here are light: dagster-aws, boto3 and pandas are imported on first
 import functools
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from integration_patterns.resources.env import EnvConfigured
 
-class S3StorageResource(dg.ConfigurableResource):
+
+class S3StorageResource(EnvConfigured, dg.ConfigurableResource):
     """An S3 (or S3-compatible) endpoint; ``get_client()`` is dagster-aws's ``S3Resource`` client.
 
     The fields are dagster-aws's own names; the client, its session and retries come from
@@ -28,7 +30,7 @@ class S3StorageResource(dg.ConfigurableResource):
 
     Example:
         ```python
-        s3 = S3StorageResource(endpoint_url=dg.EnvVar("AWS_ENDPOINT_URL_S3"))
+        s3 = S3StorageResource.from_env_vars()  # AWS_*, read when a run starts
         ```
     """
 
@@ -40,6 +42,13 @@ class S3StorageResource(dg.ConfigurableResource):
     aws_secret_access_key: str | None = Field(
         default=None, repr=False, description="Secret access key (secret)."
     )
+
+    env_vars: ClassVar[Mapping[str, str]] = {
+        "endpoint_url": "AWS_ENDPOINT_URL_S3",
+        "region_name": "AWS_REGION",
+        "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+        "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    }
 
     def get_client(self) -> Any:
         """A boto3 S3 client built by dagster-aws's ``S3Resource``, one per process and settings."""
@@ -78,21 +87,7 @@ def _shared_client(
     ).get_client()
 
 
-def s3_resource_from_env(env: Mapping[str, str] | None = None) -> S3StorageResource:
-    """An S3StorageResource from the ``AWS_*`` variables, for code that runs outside Dagster.
-
-    Inside Dagster, ``defs/resources.py`` wires the same variables with ``dg.EnvVar``.
-    """
-    env = os.environ if env is None else env
-    return S3StorageResource(
-        endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or None,
-        region_name=env.get("AWS_REGION") or None,
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-    )
-
-
-class S3ParquetIOManager(dg.ConfigurableIOManager):
+class S3ParquetIOManager(EnvConfigured, dg.ConfigurableIOManager):
     """Asset and op outputs in S3: DataFrames as Parquet, other values pickled (dagster-aws).
 
     Configured like dagster-aws's ``S3PickleIOManager``; objects live under
@@ -100,8 +95,7 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
 
     Example:
         ```python
-        s3 = S3StorageResource(endpoint_url=dg.EnvVar("AWS_ENDPOINT_URL_S3"))
-        io_manager = S3ParquetIOManager(s3_resource=s3, s3_bucket=dg.EnvVar("S3_BUCKET"))
+        io_manager = S3ParquetIOManager.from_env_vars()  # S3_BUCKET, S3_PREFIX, AWS_*
         ```
     """
 
@@ -109,7 +103,23 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
     s3_bucket: str = Field(description="Bucket holding the outputs.")
     s3_prefix: str = Field(default="dagster", description="Key prefix of every output.")
 
+    env_vars: ClassVar[Mapping[str, str]] = {"s3_bucket": "S3_BUCKET", "s3_prefix": "S3_PREFIX"}
+
     _inner: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def from_env_vars(cls, **overrides: Any) -> Self:
+        """The IO manager for Dagster's wiring, its ``s3_resource`` wired from ``AWS_*`` too."""
+        return super().from_env_vars(
+            **({"s3_resource": S3StorageResource.from_env_vars()} | overrides)
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """The IO manager from ``env``, its ``s3_resource`` from the same ``AWS_*``."""
+        return super().from_env(
+            env, **({"s3_resource": S3StorageResource.from_env(env)} | overrides)
+        )
 
     def inner_io_manager(self) -> Any:
         """dagster-aws's S3 IO manager with Parquet for tables, one client per instance."""

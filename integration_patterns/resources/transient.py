@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import dagster as dg
-import psycopg
 from confluent_kafka import KafkaException
 
 from integration_patterns.resources.kafka import is_retriable
@@ -40,6 +39,7 @@ def _classes() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExceptio
     location must not pay for client libraries that only some steps use.
     """
     import pika.exceptions
+    import psycopg
     import pymongo.errors
 
     unavailable = (

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, LiteralString
 
-from psycopg import sql
-
 from integration_patterns.defs.enrichment.store import ActivityWindow, EnrichmentStore
 from integration_patterns.resources.mongo import MongoResource
 from integration_patterns.resources.postgres import PostgresResource
+
+if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
+    from psycopg import sql
+
 
 if TYPE_CHECKING:  # pandas is imported by the steps that use it, not by loading the location
     import pandas as pd
@@ -61,6 +63,8 @@ SELECT
 
 
 def _format(query: LiteralString, store: EnrichmentStore) -> sql.Composed:
+    from psycopg import sql
+
     return sql.SQL(query).format(customers=store.table("customers"), orders=store.table("orders"))
 
 

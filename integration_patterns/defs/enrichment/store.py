@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
-from psycopg import sql
 from pydantic import Field
+
+if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
+    from psycopg import sql
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class EnrichmentStore(dg.ConfigurableResource):
 
     def table(self, name: str) -> sql.Identifier:
         """A schema-qualified table name, quoted by psycopg (never string-built)."""
+        from psycopg import sql
+
         return sql.Identifier(self.schema_name, name)
 
     def window(self, partition: dg.TimeWindow) -> ActivityWindow:

@@ -16,10 +16,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg import sql
-
 from integration_patterns.resources.postgres import PostgresResource, ensure_ddl
+
+if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
+    import psycopg
+    from psycopg import sql
+
 
 if TYPE_CHECKING:  # pandas is imported by the steps that use it, not by loading the location
     import pandas as pd
@@ -75,6 +77,8 @@ class UpsertResult:
 
 def analytics_ddl(schema: str) -> list[sql.Composed]:
     """The target table (idempotent): the key the upsert conflicts on and the score's range."""
+    from psycopg import sql
+
     return [
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)),
         sql.SQL(
@@ -133,6 +137,9 @@ def _staging_memory(conn: psycopg.Connection) -> None:
     reused pooled session that was set differently the attempt is rolled back to a savepoint
     and the upsert goes on with what the session has: slower, never wrong.
     """
+    import psycopg
+    from psycopg import sql
+
     conn.execute(sql.SQL("SET LOCAL work_mem = {}").format(sql.Literal(STAGING_BUFFERS)))
     current = conn.execute("SELECT current_setting('temp_buffers')").fetchone()
     if current and current[0] == STAGING_BUFFERS:
@@ -189,6 +196,9 @@ def upsert(
         InvalidBatchError: NULL or duplicate customer ids (checked before connecting).
         UpsertError: the database refused or lost the transaction; it was rolled back.
     """
+    import psycopg
+    from psycopg import sql
+
     _validate_keys(frame)
     table = sql.Identifier(schema, TABLE)
     staging = sql.Identifier("customer_analytics_staging")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
-import psycopg
-from psycopg.types.json import Jsonb
+from typing import TYPE_CHECKING
 
 from integration_patterns.defs.external_api.transform import PartnerRecord, Quarantined
 from integration_patterns.resources.postgres import ensure_ddl
+
+if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
+    import psycopg
+
 
 RECORDS = "partner_records"
 QUARANTINE = "partner_records_quarantine"
@@ -101,6 +103,8 @@ def store(
     quarantined: list[Quarantined],
 ) -> StoreResult:
     """Upsert records, quarantine items and move the high-water mark, in one transaction."""
+    from psycopg.types.json import Jsonb
+
     flags: list[bool] = []
     with conn.cursor() as cur:
         if records:

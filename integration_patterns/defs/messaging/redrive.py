@@ -18,7 +18,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import dagster as dg
-from psycopg import sql
 from pydantic import Field
 
 from integration_patterns.defs.messaging.external import (
@@ -86,6 +85,8 @@ def redrive_dead_letters(
     orders_stream: OrdersStreamResource,
 ) -> dg.Output[dict]:
     """Process chosen dead letters again; results out, repeat failures parked."""
+    from psycopg import sql
+
     stream = orders_stream
     log_table = sql.Identifier(stream.redrive_table)
     counts: Counter[str] = Counter()

@@ -8,10 +8,4 @@ from integration_patterns.defs.messaging.stream import OrdersStreamResource
 @dg.definitions
 def resources() -> dg.Definitions:
     """The orders stream, its topic and group from the environment."""
-    return dg.Definitions(
-        resources={
-            "orders_stream": OrdersStreamResource(
-                topic=dg.EnvVar("ORDERS_TOPIC"), group_id=dg.EnvVar("ORDERS_GROUP_ID")
-            )
-        }
-    )
+    return dg.Definitions(resources={"orders_stream": OrdersStreamResource.from_env_vars()})

@@ -11,7 +11,6 @@ after its transaction committed. A schedule runs it every ten minutes.
 import json
 
 import dagster as dg
-from psycopg import sql
 from pydantic import Field
 
 from integration_patterns.defs.messaging.external import GROUP, orders_results_queue
@@ -63,6 +62,8 @@ def order_results(
     orders_stream: OrdersStreamResource,
 ) -> dg.MaterializeResult:
     """Processed orders from the results queue, one row per message id."""
+    from psycopg import sql
+
     table = sql.Identifier(config.table)
     drained = inserted = 0
     with postgres.get_connection() as conn:

@@ -6,19 +6,23 @@ by side on one broker, each with its own topic, group, exchanges and queues.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 import dagster as dg
 from pydantic import Field
 
+from integration_patterns.resources.env import EnvConfigured
 from integration_patterns.resources.rabbitmq import RabbitMQResource
 
 if TYPE_CHECKING:
     from pika.adapters.blocking_connection import BlockingChannel
 
 
-class OrdersStreamResource(dg.ConfigurableResource):
+class OrdersStreamResource(EnvConfigured, dg.ConfigurableResource):
     """The Kafka source and RabbitMQ destinations of the order-processing pattern."""
+
+    env_vars: ClassVar[Mapping[str, str]] = {"topic": "ORDERS_TOPIC", "group_id": "ORDERS_GROUP_ID"}
 
     topic: str = Field(default="orders", description="Kafka topic the orders arrive on.")
     group_id: str = Field(

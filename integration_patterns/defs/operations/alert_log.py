@@ -8,11 +8,14 @@ than ``repeat_after_s`` ago. A delivery that fails is released, so the next tick
 
 from __future__ import annotations
 
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING
 
 from integration_patterns.defs.operations.alert import Alert
 from integration_patterns.resources.postgres import ensure_ddl
+
+if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
+    import psycopg
+
 
 _DDL = """
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -41,16 +44,22 @@ class AlertLog:
     """Claims, releases and resolves alerts in ``schema.table``."""
 
     def __init__(self, schema: str, table: str) -> None:
+        from psycopg import sql
+
         self.schema = schema
         self.table = sql.Identifier(schema, table)
 
     def ensure(self, conn: psycopg.Connection) -> None:
         """Create the table once (idempotent, safe under concurrency)."""
+        from psycopg import sql
+
         ddl = sql.SQL(_DDL).format(schema=sql.Identifier(self.schema), table=self.table)
         ensure_ddl(conn, f"alert_log:{self.schema}", [ddl])
 
     def claim(self, conn: psycopg.Connection, alert: Alert, repeat_after_s: float) -> bool:
         """Whether this alert should be sent now (and record that it is)."""
+        from psycopg import sql
+
         row = conn.execute(
             sql.SQL(_CLAIM).format(table=self.table),
             {
@@ -64,6 +73,8 @@ class AlertLog:
 
     def release(self, conn: psycopg.Connection, key: str) -> None:
         """The alert was not delivered anywhere: forget the claim so it is sent again."""
+        from psycopg import sql
+
         conn.execute(
             sql.SQL(
                 "UPDATE {} SET last_sent = '-infinity', fingerprint = '' WHERE key = %s"
@@ -73,6 +84,8 @@ class AlertLog:
 
     def resolve(self, conn: psycopg.Connection, prefix: str, firing: set[str]) -> list[Alert]:
         """Forget alerts under ``prefix`` that no longer fire; return them as resolved."""
+        from psycopg import sql
+
         rows = conn.execute(
             sql.SQL(
                 "DELETE FROM {} WHERE starts_with(key, %s) AND NOT (key = ANY(%s)) "

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import dagster as dg
-from psycopg import sql
 from pydantic import Field
 
 from integration_patterns.defs.messaging.stalls import find_stall
@@ -130,6 +129,8 @@ def webhook_inbox(postgres: PostgresResource, schema: str, limits: Thresholds) -
     Reads the contract of ``integration_patterns.inbox``; an inbox the receiver has not
     created yet reads as "unknown" rather than failing the monitor.
     """
+    from psycopg import sql
+
     table = inbox_table(schema)
     with postgres.get_connection() as conn:
         exists = conn.execute("SELECT to_regclass(%s)", (table.as_string(None),)).fetchone()

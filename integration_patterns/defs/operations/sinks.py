@@ -18,14 +18,17 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import httpx
 from pydantic import Field
 
 from integration_patterns.defs.operations.alert import Alert, redact
 from integration_patterns.defs.operations.alert_log import AlertLog
 from integration_patterns.resources.postgres import PostgresResource
+
+if TYPE_CHECKING:  # httpx is imported when an alert is sent, not by loading the location
+    import httpx
 
 
 def standard_webhook_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict:
@@ -96,8 +99,10 @@ class AlertSinks(dg.ConfigurableResource):
             if url
         ]
 
-    def _deliver(self, client: httpx.Client, alert: Alert) -> list[str]:
+    def _deliver(self, client: "httpx.Client", alert: Alert) -> list[str]:
         """Send to every sink; return the errors (an empty list means delivered everywhere)."""
+        import httpx
+
         payload = alert.payload()
         errors = []
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -167,6 +172,8 @@ class AlertSinks(dg.ConfigurableResource):
         if not self.configured:  # nowhere to send: the sensors still log them
             report.logged_only = [a.key for a in alerts]
             return report
+        import httpx
+
         with httpx.Client(timeout=self.timeout_s) as client:
             for alert in alerts:
                 errors = self._deliver(client, alert)

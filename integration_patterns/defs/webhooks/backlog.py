@@ -10,13 +10,16 @@ them as observations and check results without launching a run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import psycopg
-from psycopg import sql
 
 from integration_patterns.defs.webhooks.store import WebhookStore
 from integration_patterns.inbox import FAILED, PENDING, UNROUTED
+
+if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
+    import psycopg
+
 
 STUCK_AFTER_SECONDS = 300.0
 
@@ -52,6 +55,8 @@ class RouteBacklog:
 
 def backlog(conn: psycopg.Connection, store: WebhookStore) -> dict[str, RouteBacklog]:
     """Figures for every route that has pending, failed or unrouted events."""
+    from psycopg import sql
+
     routes: dict[str, RouteBacklog] = {}
     pending = conn.execute(sql.SQL(_PENDING).format(inbox=store.inbox), (PENDING,)).fetchall()
     for source, event_type, action, count, age in pending:

@@ -17,10 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from integration_patterns.defs.webhooks.processors import (
     PROCESSORS,
@@ -38,6 +35,11 @@ FROM {inbox}
 WHERE id = ANY(%(ids)s) AND status = ANY(%(statuses)s)
 ORDER BY id
 """
+
+if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
+    import psycopg
+    from psycopg import sql
+
 
 _CLAIM = """
 SELECT id, source, delivery_id, event_type, {payload}
@@ -118,6 +120,8 @@ class BatchResult:
 
 
 def _upsert_query(store: WebhookStore, processor: Processor) -> sql.Composed:
+    from psycopg import sql
+
     columns = list(processor.columns)
     return sql.SQL(_UPSERT).format(
         table=store.table(processor.table),
@@ -179,6 +183,8 @@ def apply_batch(
 
     ``conn`` must not be inside a transaction: each chunk is one transaction of its own.
     """
+    from psycopg import sql
+
     result = BatchResult(route=route, requested=len(inbox_ids))
     processor = PROCESSORS.get(route)
     if processor is None and route != UNKNOWN:
@@ -229,6 +235,8 @@ def _archive(
     result: BatchResult,
 ) -> list[dict[str, Any]]:
     """Events no route handles: copied to the unknown-events table, marked unrouted."""
+    from psycopg import sql
+
     ids = [e[0] for e in events]
     archive = sql.SQL(_ARCHIVE).format(unknown=store.table(UNKNOWN_TABLE), inbox=store.inbox)
     conn.execute(archive, (ids,))

@@ -15,7 +15,6 @@ from datetime import datetime
 from enum import Enum
 
 import dagster as dg
-from psycopg import sql
 from pydantic import Field, field_validator
 
 from integration_patterns.defs.webhooks.batches import apply_batch
@@ -82,6 +81,8 @@ def replay_webhook_events(
     webhook_store: WebhookStore,
 ) -> dg.Output[int]:
     """Route the chosen events again and apply them batch by batch; per-route counts."""
+    from psycopg import sql
+
     store = webhook_store
     statuses = [Outcome(s).value for s in config.statuses]
     if not statuses:

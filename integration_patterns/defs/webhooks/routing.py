@@ -31,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
-from psycopg import sql
 
 from integration_patterns.defs.webhooks.assets import ROUTE_ASSETS, ROUTE_JOBS, job_name
 from integration_patterns.defs.webhooks.backlog import RouteBacklog, backlog, check_evaluations
@@ -250,6 +249,8 @@ def webhook_inbox_router(
     webhook_store: WebhookStore,
 ) -> dg.SensorResult | dg.SkipReason:
     """Emit the batches that are due; report backlog every ``REPORT_SECONDS``."""
+    from psycopg import sql
+
     cursor = RouterCursor.parse(context.cursor)
     store = webhook_store
     with postgres.get_connection() as conn:

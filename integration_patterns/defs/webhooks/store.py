@@ -8,15 +8,20 @@ schema by swapping this one object. The receiver reads the same schema setting
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-import psycopg
-from psycopg import sql
 from pydantic import Field, field_validator
 
 from integration_patterns.defs.webhooks.processors import PROCESSORS, Processor
 from integration_patterns.defs.webhooks.routes import DEFAULT_ROUTES, UNKNOWN, route_for
 from integration_patterns.inbox import DEFAULT_SCHEMA, INBOX_TABLE, ensure_inbox
 from integration_patterns.resources.postgres import ensure_ddl
+
+if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at load
+    import psycopg
+    from psycopg import sql
+
 
 UNKNOWN_TABLE = "webhook_unknown_events"
 
@@ -35,6 +40,8 @@ CREATE TABLE IF NOT EXISTS {unknown} (
 
 def entity_ddl(schema: str, processor: Processor) -> list[sql.Composable]:
     """Create the processor's table, and add columns a newer version introduced."""
+    from psycopg import sql
+
     table = sql.Identifier(schema, processor.table)
     columns = [
         sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))  # pyright: ignore[reportArgumentType]
@@ -113,6 +120,8 @@ class WebhookStore(dg.ConfigurableResource):
 
     def table(self, name: str) -> sql.Identifier:
         """A schema-qualified table name, quoted by psycopg (never string-built)."""
+        from psycopg import sql
+
         return sql.Identifier(self.schema_name, name)
 
     @property
@@ -132,6 +141,8 @@ class WebhookStore(dg.ConfigurableResource):
         Checked with one catalog query first: ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS``
         takes an exclusive lock even when it changes nothing, and every batch run calls this.
         """
+        from psycopg import sql
+
         expected = self._expected_columns()
         present = conn.execute(
             "SELECT table_name, column_name FROM information_schema.columns "

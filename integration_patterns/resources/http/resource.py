@@ -9,18 +9,19 @@ needs more fields (a source label, say) subclasses it.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 import dagster as dg
-import httpx
 from pydantic import Field, PrivateAttr
 
-from integration_patterns.resources.http.auth import OAuth2ClientCredentials
 from integration_patterns.resources.http.breaker import CircuitBreaker
 from integration_patterns.resources.http.budget import ServerHint, shared_limiter
-from integration_patterns.resources.http.client import RestClient
 from integration_patterns.resources.http.redaction import Redactor
 from integration_patterns.resources.http.retry import RetryPolicy
+
+if TYPE_CHECKING:  # httpx is imported when a client is made, not by loading the location
+    from integration_patterns.resources.http.client import RestClient
 
 
 class RestApiResource(dg.ConfigurableResource):
@@ -98,6 +99,11 @@ class RestApiResource(dg.ConfigurableResource):
     def get_client(self, *, log: logging.Logger | None = None) -> RestClient:
         """The resource's client (one per resource instance, so the token is cached)."""
         if self._client is None:
+            import httpx
+
+            from integration_patterns.resources.http.auth import OAuth2ClientCredentials
+            from integration_patterns.resources.http.client import RestClient
+
             redact = Redactor(self.client_secret)
             http = httpx.Client(
                 base_url=self.base_url,

@@ -17,8 +17,6 @@ Also the Kafka orders sensor's tick time at 1 and at 32 partitions (one client p
 own schema and collection and reused while its counts match.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import os
 import shutil

@@ -17,8 +17,6 @@ or a real mongod. The data is seeded once into its own schema and collection and
 while its counts still match.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import os
 import resource

@@ -15,8 +15,6 @@ stay queued and no run worker ever starts; after each batch they are cancelled a
 deleted. Runs carry the tag ``bench=gateway``.
 """
 
-from __future__ import annotations
-
 import statistics
 import threading
 import time

@@ -6,8 +6,6 @@ where higher is better), the goal and whether the goal was met. A slow result ne
 anything: it is a finding for the issue note.
 """
 
-from __future__ import annotations
-
 import json
 import statistics
 import time

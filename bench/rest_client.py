@@ -9,8 +9,6 @@
    and the simulator's count of limit violations.
 """
 
-from __future__ import annotations
-
 import logging
 import statistics
 import time

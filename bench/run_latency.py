@@ -25,8 +25,6 @@ succeeded. The machine is shared with other engineers'
 tests: compare the two sides of one run, not figures across runs.
 """
 
-from __future__ import annotations
-
 import resource
 import statistics
 import subprocess

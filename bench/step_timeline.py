@@ -9,8 +9,6 @@ from one level of the graph to the next (the orchestrator noticing a finished st
 broker and a worker starting the next), and after the last step.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any

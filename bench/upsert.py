@@ -8,8 +8,6 @@ Baselines, in the same run and alternating with ours:
   measured on 5,000 rows into a table holding half of them, compared in rows per second.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import statistics
 import time
@@ -51,22 +49,20 @@ def _frame(n: int, *, version: int) -> pd.DataFrame:
 
 
 def _rows(frame: pd.DataFrame) -> list[tuple]:
-    out = []
-    for r in frame.itertuples(index=False):
-        out.append(
-            (
-                int(r.customer_id),
-                r.name,
-                r.email,
-                int(r.order_count),
-                r.total_spent,
-                int(r.event_count),
-                r.last_event_at.to_pydatetime(),
-                int(r.engagement_score),
-                DAY,
-            )
+    return [
+        (
+            int(r.customer_id),
+            r.name,
+            r.email,
+            int(r.order_count),
+            r.total_spent,
+            int(r.event_count),
+            r.last_event_at.to_pydatetime(),
+            int(r.engagement_score),
+            DAY,
         )
-    return out
+        for r in frame.itertuples(index=False)
+    ]
 
 
 def _reset(postgres: PostgresResource, rows: list[tuple]) -> None:

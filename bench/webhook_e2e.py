@@ -18,8 +18,6 @@ One repetition (a minute of load plus the drain): the machine is shared, so quot
 figures with the load average printed beside them.
 """
 
-from __future__ import annotations
-
 import asyncio
 import os
 import statistics

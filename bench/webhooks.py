@@ -7,8 +7,6 @@ duration, so a receiver that answered without storing could not score. Latency p
 from wrk. Runs alternate ours/baseline and the medians are reported.
 """
 
-from __future__ import annotations
-
 import re
 import statistics
 import subprocess

@@ -11,8 +11,6 @@ the code location is imported once per worker, and killing the worker kills its 
 orphaned pool child keeps running it). Scale out with more workers, not more threads.
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 import socket

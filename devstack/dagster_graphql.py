@@ -1,7 +1,5 @@
 """The few Dagster GraphQL calls the development stacks make: load state, sensors, runs."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any
 

@@ -10,8 +10,6 @@ with default signal handlers, each in its own session, so teardown can signal th
 kill the group (code servers, run workers).
 """
 
-from __future__ import annotations
-
 import shutil
 import signal
 import subprocess

@@ -4,8 +4,6 @@ Runs execute in this process but are recorded in the real Dagster instance (DAGS
 PostgreSQL storage), so they show up in ``make dev``'s UI afterwards.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 

@@ -4,8 +4,6 @@ The lead's ``make demo`` calls ``run_demo(instance)``; the run is recorded in th
 so it shows in the UI with its metadata and check results afterwards.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 
 import dagster as dg

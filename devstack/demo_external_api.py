@@ -6,8 +6,6 @@ the given instance, and returns a printable report of what was stored and what w
 quarantined, with the client's retries, 429s, re-authentications and latencies.
 """
 
-from __future__ import annotations
-
 import dagster as dg
 import httpx
 

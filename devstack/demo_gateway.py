@@ -8,8 +8,6 @@ storage in the ``dagster_gateway_demo`` database), then the gateway on a free po
 (``gateway_server``), runs the demo and stops what it started.
 """
 
-from __future__ import annotations
-
 import sys
 import time
 import uuid
@@ -35,8 +33,9 @@ def run_demo(gateway_url: str, secret: str) -> str:
         jobs = client.get("/api/v1/jobs")
         jobs.raise_for_status()
         lines.append(f"GET /api/v1/jobs -> {jobs.status_code}")
-        for job in jobs.json()["jobs"]:
-            lines.append(f"  {job['name']:<28} {job['description'] or ''}")
+        lines.extend(
+            f"  {job['name']:<28} {job['description'] or ''}" for job in jobs.json()["jobs"]
+        )
         started = time.perf_counter()
         launched = client.post(
             "/api/v1/jobs/platform_smoke/runs",
@@ -55,10 +54,13 @@ def run_demo(gateway_url: str, secret: str) -> str:
             lines.append(f"  execution_time {body['execution_time']} s")
             for asset, result in body["results"].items():
                 lines.append(f"  {asset}:")
-                for label, value in result["metadata"].items():
-                    lines.append(f"    {label:<24} {value}")
-            for failure in body["failures"]:
-                lines.append(f"  FAILED {failure['step_key']}: {failure['message']}")
+                lines.extend(
+                    f"    {label:<24} {value}" for label, value in result["metadata"].items()
+                )
+            lines.extend(
+                f"  FAILED {failure['step_key']}: {failure['message']}"
+                for failure in body["failures"]
+            )
     return "\n".join(lines)
 
 

@@ -11,8 +11,6 @@ Standalone: ``python -m devstack.demo_webhooks`` starts a receiver on a
 free port for the duration.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 import time

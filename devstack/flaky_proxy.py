@@ -5,8 +5,6 @@ Tests point a resource at the proxy instead of the real server to see a transien
 without stopping the shared service.
 """
 
-from __future__ import annotations
-
 import socket
 import threading
 from collections.abc import Iterator
@@ -53,7 +51,7 @@ class FlakyProxy:
                 except OSError:
                     pass
 
-    def start(self) -> FlakyProxy:
+    def start(self) -> "FlakyProxy":
         """Start accepting in a background thread."""
         self._thread.start()
         return self

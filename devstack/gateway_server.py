@@ -1,7 +1,5 @@
 """The API gateway as a uvicorn subprocess on a free port, in front of a Dagster webserver."""
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager

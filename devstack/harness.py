@@ -10,8 +10,6 @@ then SIGKILL to the whole group for whatever is left (a code server, run workers
 Stdlib only: the services manager imports it before the project's dependencies exist.
 """
 
-from __future__ import annotations
-
 import os
 import signal
 import socket

@@ -7,8 +7,6 @@ Deterministic from a seed: the same arguments produce the same messages, and exa
 type, a missing field, an invalid item), so a test can predict every outcome.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os

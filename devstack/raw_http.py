@@ -6,8 +6,6 @@ of the receiver's and the gateway's limits need exactly those requests, so they 
 on a plain socket and read the status line back.
 """
 
-from __future__ import annotations
-
 import socket
 import threading
 from collections.abc import Iterable

@@ -11,8 +11,6 @@ Usage: ``python -m devstack.sample_data --preset small``
 (connection settings from the same environment variables as the code location).
 """
 
-from __future__ import annotations
-
 import argparse
 import datetime as dt
 import random

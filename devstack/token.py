@@ -12,8 +12,6 @@ Example::
     curl -H "Authorization: Bearer $(make -s token)" http://127.0.0.1:8080/api/v1/jobs
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 import time

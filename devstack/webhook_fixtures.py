@@ -5,8 +5,6 @@ body, so the receiver is exercised exactly as in production. ``signed_delivery``
 scheme and fills in ids; ``sample_event`` makes plausible payloads for the routed types.
 """
 
-from __future__ import annotations
-
 import asyncio
 import base64
 import hashlib

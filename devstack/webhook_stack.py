@@ -7,8 +7,6 @@ private inbox schema. The daemon is a process of its own so a test can SIGKILL i
 start another one on the same storage.
 """
 
-from __future__ import annotations
-
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager

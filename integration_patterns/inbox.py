@@ -22,8 +22,6 @@ advisory lock as the creation; their old rows were each routed to a run of their
 first design, so they are marked ``processed`` with a reason saying so, not left pending.
 """
 
-from __future__ import annotations
-
 import functools
 import json
 import os
@@ -125,14 +123,14 @@ class InboxRow:
         return (self.source, self.delivery_id)
 
 
-def inbox_table(schema: str) -> sql.Composed:
+def inbox_table(schema: str) -> "sql.Composed":
     """The schema-qualified inbox table, quoted by psycopg."""
     from psycopg import sql
 
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(INBOX_TABLE))
 
 
-def ddl(schema: str) -> sql.Composed:
+def ddl(schema: str) -> "sql.Composed":
     """Create or migrate the inbox in ``schema`` (idempotent; run under ``ensure_ddl``)."""
     from psycopg import sql
 
@@ -169,14 +167,14 @@ def insert_parameter(rows: Sequence[InboxRow]) -> str:
     return f"[{batch}]"
 
 
-def ensure_inbox(conn: psycopg.Connection, schema: str) -> None:
+def ensure_inbox(conn: "psycopg.Connection", schema: str) -> None:
     """Create or migrate the schema, table and indexes (safe to run from many processes)."""
     with conn.transaction():
         ensure_ddl(conn, "webhook_inbox_ddl", [ddl(schema)])
 
 
 def insert_rows(
-    conn: psycopg.Connection, schema: str, rows: Sequence[InboxRow]
+    conn: "psycopg.Connection", schema: str, rows: Sequence[InboxRow]
 ) -> set[tuple[str, str]]:
     """Insert the rows with one statement; return the keys that were new.
 
@@ -189,7 +187,7 @@ def insert_rows(
 
 
 async def insert_rows_async(
-    conn: psycopg.AsyncConnection, schema: str, rows: Sequence[InboxRow]
+    conn: "psycopg.AsyncConnection", schema: str, rows: Sequence[InboxRow]
 ) -> set[tuple[str, str]]:
     """``insert_rows`` on an asynchronous connection (the receiver's event loop)."""
     cur = await conn.execute(insert_query(schema), (insert_parameter(rows),))

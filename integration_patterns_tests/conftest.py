@@ -6,8 +6,6 @@ service's own error: a suite that skipped when PostgreSQL is down would pass wit
 anything.
 """
 
-from __future__ import annotations
-
 import uuid
 from collections.abc import Iterator
 from pathlib import Path

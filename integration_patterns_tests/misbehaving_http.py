@@ -6,8 +6,6 @@ server on 127.0.0.1 whose every route misbehaves in one chosen way, and which co
 actually arrived. It runs in a thread of the test process on a socket bound to port 0.
 """
 
-from __future__ import annotations
-
 import asyncio
 import gzip
 import json
@@ -44,7 +42,7 @@ class MisbehavingServer:
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
 
-    def __enter__(self) -> MisbehavingServer:
+    def __enter__(self) -> "MisbehavingServer":
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:

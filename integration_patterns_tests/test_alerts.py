@@ -47,7 +47,7 @@ class Recorder(ThreadingHTTPServer):
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 recorder.requests.append((self.path, dict(self.headers.items()), body))
                 status = recorder.statuses.pop(0) if recorder.statuses else 200
@@ -128,9 +128,9 @@ def test_alerts_reach_both_sinks_signed_and_only_once(sinks, recorder, postgres)
 
 def test_a_forged_signature_is_rejected_by_the_reference_library(sinks, recorder, postgres):
     sinks.notify(postgres, [Alert(key="k", title="t")])
-    path, headers, body = next(r for r in recorder.requests if r[0] == "/hook")
+    _path, headers, body = next(r for r in recorder.requests if r[0] == "/hook")
     lowered = {k.lower(): v for k, v in headers.items()}
-    with pytest.raises(Exception, match="(?i)signature"):
+    with pytest.raises(Exception, match=r"(?i)signature"):
         Webhook(SECRET).verify(body.replace(b'"t"', b'"x"'), lowered)
 
 

@@ -7,8 +7,6 @@ touched), a RabbitMQ virtual host with its own user (created and deleted here), 
 through a connection string, and Kafka's security settings.
 """
 
-from __future__ import annotations
-
 import glob
 import shutil
 import subprocess
@@ -36,9 +34,11 @@ PG_USER, PG_PASSWORD = "tlsuser", "tls-Pw-0f9e8d"
 def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
     cert, key = directory / f"{name}.crt", directory / f"{name}.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
-        + ["-addext", "subjectAltName=DNS:localhost"],
+        [
+            *["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"],
+            *["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"],
+            *["-addext", "subjectAltName=DNS:localhost"],
+        ],
         check=True,
         capture_output=True,
     )

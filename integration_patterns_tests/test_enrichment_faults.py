@@ -120,8 +120,8 @@ def test_backend_killed_during_the_upsert_rolls_back_then_retries_by_itself(
     app = f"enrich_kill_{unique}"
     defs = enrichment_definitions(store, postgres=postgres_from_env(application_name=app))
     outcome: dict = {}
-    admin = psycopg.connect(**postgres._connect_kwargs(), autocommit=True)  # noqa: SLF001
-    holder = psycopg.connect(**postgres._connect_kwargs())  # noqa: SLF001
+    admin = psycopg.connect(**postgres.connect_kwargs(), autocommit=True)
+    holder = psycopg.connect(**postgres.connect_kwargs())
     try:
         # Hold a lock that lets the upsert stage its COPY but not write the table.
         holder.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(store.table(TABLE)))

@@ -6,8 +6,6 @@ with its reason, the next run fetches only what is new, the partner never sees i
 broken, and no secret shows up in the run's logs, metadata or errors.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 
 import dagster as dg

@@ -6,8 +6,6 @@ stopped), then the gateway with uvicorn in front of it. Runs launched here are r
 ``platform_smoke``; the tests that do not need one finished cancel theirs while queued.
 """
 
-from __future__ import annotations
-
 import base64
 import hashlib
 import hmac

@@ -9,8 +9,6 @@ test is the real process (its Dagster is unreachable on purpose: a token that ge
 authentication is answered 503 "Dagster is unavailable", one that does not, 401).
 """
 
-from __future__ import annotations
-
 import base64
 import hashlib
 import hmac
@@ -76,7 +74,7 @@ class JwksServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 server.fetches += 1
                 body = json.dumps(KeySet(server.keys).as_dict(private=False)).encode()
                 self.send_response(200)
@@ -92,7 +90,7 @@ class JwksServer:
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/.well-known/jwks.json"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> JwksServer:
+    def __enter__(self) -> "JwksServer":
         self._thread.start()
         return self
 

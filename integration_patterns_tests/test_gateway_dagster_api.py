@@ -7,8 +7,6 @@ here by a local HTTP server, so each must come back as the typed error the app m
 status (404 for "not found", 503 for "Dagster cannot answer"), never as a crash.
 """
 
-from __future__ import annotations
-
 import json
 import re
 import threading
@@ -68,7 +66,7 @@ class ScriptedGraphQL:
         body = raw or json.dumps({"data": data}).encode()
         self.replies.setdefault(operation, []).append((status, body))
 
-    def __enter__(self) -> ScriptedGraphQL:
+    def __enter__(self) -> "ScriptedGraphQL":
         self._thread.start()
         return self
 

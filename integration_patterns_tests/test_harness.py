@@ -5,8 +5,6 @@ never answers must not be left running, and stopping must take everything the pr
 started with it (code servers and run workers outlive a daemon that is only signalled).
 """
 
-from __future__ import annotations
-
 import signal
 import socket
 import subprocess

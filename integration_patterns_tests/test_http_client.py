@@ -6,8 +6,6 @@ never sees broken, no secret in any message) only mean something over real socke
 the partner counting what actually arrived.
 """
 
-from __future__ import annotations
-
 import logging
 import threading
 import time

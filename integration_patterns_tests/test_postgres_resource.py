@@ -83,7 +83,7 @@ def test_broken_connection_is_replaced_on_checkout(postgres):
     with postgres.get_connection() as conn:
         pid = conn.info.backend_pid
     # Kill that server process from outside, as a database restart would.
-    with psycopg.connect(**postgres._connect_kwargs(), autocommit=True) as admin:
+    with psycopg.connect(**postgres.connect_kwargs(), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     # The checkout health check discards the dead connection instead of failing the query.
     assert postgres.fetch_all("SELECT 3") == [(3,)]

@@ -7,8 +7,6 @@ buffering it, and 413 once its body does, so a whole request is bounded by the t
 The requests are written on raw sockets: well-behaved clients refuse to send them.
 """
 
-from __future__ import annotations
-
 import statistics
 import threading
 import time

@@ -175,5 +175,5 @@ def test_one_client_per_process_and_settings_never_across_credentials(s3_prefix)
     wrong = s3.model_copy(update={"aws_secret_access_key": "not-the-secret"})
     other = wrong.get_client()
     assert other is not client
-    with pytest.raises(Exception, match="SignatureDoesNotMatch|AccessDenied|InvalidAccessKeyId"):
+    with pytest.raises(Exception, match=r"SignatureDoesNotMatch|AccessDenied|InvalidAccessKeyId"):
         other.get_object(Bucket=os.environ["S3_BUCKET"], Key=f"{s3_prefix}/x")

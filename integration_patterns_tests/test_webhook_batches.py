@@ -6,8 +6,6 @@ in process against the real PostgreSQL. ``test_webhook_daemon.py`` runs it all u
 ``dagster-daemon``.
 """
 
-from __future__ import annotations
-
 import json
 import secrets
 import threading
@@ -305,7 +303,7 @@ def test_a_large_batch_is_applied_in_chunks_of_bounded_memory(pg, store):
 
 def test_late_commit_is_not_skipped(pg, store):
     cursor = tick(pg, store, None).cursor  # the first tick reports backlog and sets it
-    late = psycopg.connect(**pg._connect_kwargs())
+    late = psycopg.connect(**pg.connect_kwargs())
     try:
         late.execute(
             sql.SQL(
@@ -670,7 +668,7 @@ def test_database_connection_lost_mid_batch_is_retried_and_completes(pg, store, 
     )
     app = f"wh_retry_{uuid.uuid4().hex[:8]}"
     runner = postgres_from_env(application_name=app)
-    blocker = psycopg.connect(**pg._connect_kwargs())
+    blocker = psycopg.connect(**pg.connect_kwargs())
     outcome: dict[str, Any] = {}
     try:
         # Hold a lock the batch's upsert needs, so the run is caught mid-transaction.

@@ -5,8 +5,6 @@ running, a private inbox schema) serves the module: 10,000 mixed deliveries are 
 by daemon-launched batch runs, then the daemon is SIGKILLed mid-batch and restarted.
 """
 
-from __future__ import annotations
-
 import asyncio
 import logging
 import random

@@ -6,8 +6,6 @@ a body the way that provider does and checks the receiver's answer and, for acce
 that the event is in the inbox exactly as sent.
 """
 
-from __future__ import annotations
-
 import json
 import re
 import time
@@ -391,7 +389,7 @@ def test_a_comma_inside_a_secret_is_part_of_it(receiver):
 
 
 def test_a_json_list_rotates_secrets_holding_any_character(receiver):
-    client, schema = receiver
+    client, _schema = receiver
     for secret in ROTATED_SECRETS:
         payload = sample_event("order.created")
         body = encode(payload)

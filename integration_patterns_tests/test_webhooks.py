@@ -6,8 +6,6 @@ one run, routed by its type, whose processor upserts idempotently. Each test mod
 private schemas (dropped afterwards), so other engineers' data never interferes.
 """
 
-from __future__ import annotations
-
 import asyncio
 import json
 import os

@@ -1,7 +1,5 @@
 """The simulator's Starlette app: token endpoint, paginated data with faults, admin routes."""
 
-from __future__ import annotations
-
 import asyncio
 import base64
 import binascii

@@ -1,7 +1,5 @@
 """The simulator as a real subprocess on a free port, started and stopped by the harness."""
 
-from __future__ import annotations
-
 import json
 import sys
 from pathlib import Path
@@ -32,7 +30,7 @@ class SimulatorProcess:
         self._process: harness.Process | None = None
         self._log: Path | None = None
 
-    def __enter__(self) -> SimulatorProcess:
+    def __enter__(self) -> "SimulatorProcess":
         self.start()
         return self
 

@@ -1,7 +1,5 @@
 """The simulator's configuration, its deterministic records, and what it remembers."""
 
-from __future__ import annotations
-
 import base64
 import binascii
 import json

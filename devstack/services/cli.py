@@ -1,7 +1,5 @@
 """The command line: ``python -m devstack.services up|status|down [service ...]``."""
 
-from __future__ import annotations
-
 import argparse
 import subprocess
 import sys

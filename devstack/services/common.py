@@ -1,7 +1,5 @@
 """What every local service shares: settings, commands, Maven jars, pid files, errors."""
 
-from __future__ import annotations
-
 import os
 import shutil
 import subprocess

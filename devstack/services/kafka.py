@@ -1,7 +1,5 @@
 """Apache Kafka (KRaft, one combined broker + controller) from Maven Central jars."""
 
-from __future__ import annotations
-
 import base64
 import os
 import uuid

@@ -1,7 +1,5 @@
 """The MongoDB-wire server: mongo-java-server with its H2 file backend, from Maven jars."""
 
-from __future__ import annotations
-
 import os
 
 from devstack.harness import port_open

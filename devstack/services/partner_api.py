@@ -1,7 +1,5 @@
 """The partner-API simulator (``devstack.partner_api``) served by uvicorn on its fixed port."""
 
-from __future__ import annotations
-
 import os
 import sys
 

@@ -1,7 +1,5 @@
 """PostgreSQL 15 from apt: the ``15/main`` cluster on loopback, the project's role and databases."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 

@@ -1,7 +1,5 @@
 """RabbitMQ from apt, detached, every listener (node, epmd, distribution) on loopback."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 

@@ -1,7 +1,5 @@
 """S3-compatible object storage: versitygw, built once with ``go install``, on a directory."""
 
-from __future__ import annotations
-
 import os
 import shutil
 import time

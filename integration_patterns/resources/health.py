@@ -1,7 +1,5 @@
 """What every resource reports about its service, and the one error for an unreachable one."""
 
-from __future__ import annotations
-
 import time
 from collections.abc import Callable
 from dataclasses import dataclass

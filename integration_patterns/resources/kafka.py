@@ -8,8 +8,6 @@ A broker that has just started answers metadata before its group coordinator has
 with backoff within ``request_timeout_s`` before the broker is reported unreachable.
 """
 
-from __future__ import annotations
-
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -63,7 +61,7 @@ class OffsetReader:
     costs one client and a fixed number of batched requests whatever the partition count.
     """
 
-    def __init__(self, consumer: Consumer, topic: str, timeout_s: float, resource: KafkaResource):
+    def __init__(self, consumer: Consumer, topic: str, timeout_s: float, resource: "KafkaResource"):
         self._consumer = consumer
         self._topic = topic
         self._timeout_s = timeout_s

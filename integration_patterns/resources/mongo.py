@@ -7,8 +7,6 @@ options win over the resource's pool defaults, and it never appears in messages 
 hosts do), since it may carry a password.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -67,7 +65,7 @@ class MongoResource(EnvConfigured, dg.ConfigurableResource):
         "database": "MONGO_DB",
     }
 
-    _client: MongoClient | None = PrivateAttr(default=None)
+    _client: "MongoClient | None" = PrivateAttr(default=None)
 
     @property
     def address(self) -> str:
@@ -94,7 +92,7 @@ class MongoResource(EnvConfigured, dg.ConfigurableResource):
         """Close the client and its pool."""
         self.close()
 
-    def client(self) -> MongoClient:
+    def client(self) -> "MongoClient":
         """The shared client, created on first use."""
         from pymongo import MongoClient
 
@@ -131,7 +129,7 @@ class MongoResource(EnvConfigured, dg.ConfigurableResource):
             self._client.close()
             self._client = None
 
-    def db(self, name: str | None = None) -> Database:
+    def db(self, name: str | None = None) -> "Database":
         """A database handle (the configured one by default)."""
         return self.client()[name or self.database]
 

@@ -6,8 +6,6 @@ replaced instead of failing the first query. Besides psycopg_pool's own statisti
 resource counts the queries it ran and how many failed, which the pool-health checks use.
 """
 
-from __future__ import annotations
-
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,7 +22,7 @@ if TYPE_CHECKING:  # psycopg is imported by the functions that use it, not at lo
     from psycopg_pool import ConnectionPool
 
 
-def ensure_ddl(conn: psycopg.Connection, lock_name: str, statements: Sequence[Any]) -> None:
+def ensure_ddl(conn: "psycopg.Connection", lock_name: str, statements: Sequence[Any]) -> None:
     """Run idempotent DDL under a transaction-scoped advisory lock named ``lock_name``.
 
     ``CREATE ... IF NOT EXISTS`` still races in the catalog when two first runs start at
@@ -58,7 +56,7 @@ class QueryCounter:
             self.errors += 0 if ok else 1
 
 
-def _counting_cursor(counter: QueryCounter) -> type[psycopg.Cursor]:
+def _counting_cursor(counter: QueryCounter) -> "type[psycopg.Cursor]":
     """A cursor class that reports each execute() to ``counter``."""
     import psycopg
 
@@ -135,7 +133,7 @@ class PostgresResource(EnvConfigured, dg.ConfigurableResource):
         "max_size": "POSTGRES_POOL_MAX_SIZE",
     }
 
-    _pool: ConnectionPool[psycopg.Connection] | None = PrivateAttr(default=None)
+    _pool: "ConnectionPool[psycopg.Connection] | None" = PrivateAttr(default=None)
 
     _counter: QueryCounter = PrivateAttr(default_factory=QueryCounter)
 
@@ -149,7 +147,11 @@ class PostgresResource(EnvConfigured, dg.ConfigurableResource):
         """The pool's name in errors and statistics."""
         return f"postgres@{self.address}/{self.dbname}"
 
-    def _connect_kwargs(self) -> dict[str, Any]:
+    def connect_kwargs(self) -> dict[str, Any]:
+        """``psycopg.connect`` keywords for a connection outside the pool, checked like its own.
+
+        For an admin session, a test's blocking session, or the receiver's async pool.
+        """
         if self.sslmode not in SSL_MODES:
             raise ValueError(f"sslmode must be one of {SSL_MODES}, got {self.sslmode!r}")
         if not 0 <= self.min_size <= self.max_size or self.max_size < 1:
@@ -184,7 +186,7 @@ class PostgresResource(EnvConfigured, dg.ConfigurableResource):
         if self._pool is not None:
             return
         pool: ConnectionPool[psycopg.Connection] = ConnectionPool(
-            kwargs={**self._connect_kwargs(), "cursor_factory": _counting_cursor(self._counter)},
+            kwargs={**self.connect_kwargs(), "cursor_factory": _counting_cursor(self._counter)},
             min_size=self.min_size,
             max_size=self.max_size,
             timeout=self.acquire_timeout,
@@ -204,7 +206,7 @@ class PostgresResource(EnvConfigured, dg.ConfigurableResource):
         import psycopg
 
         try:
-            psycopg.connect(**self._connect_kwargs()).close()
+            psycopg.connect(**self.connect_kwargs()).close()
         except psycopg.Error as exc:
             return str(exc).strip().splitlines()[0]
         return f"pool not ready within {self.connect_timeout}s"
@@ -216,7 +218,7 @@ class PostgresResource(EnvConfigured, dg.ConfigurableResource):
             self._pool = None
 
     @property
-    def pool(self) -> ConnectionPool[psycopg.Connection]:
+    def pool(self) -> "ConnectionPool[psycopg.Connection]":
         """The open pool (opened on first use outside a run, e.g. in a sensor or a test)."""
         if self._pool is None:
             self.open()
@@ -224,7 +226,7 @@ class PostgresResource(EnvConfigured, dg.ConfigurableResource):
         return self._pool
 
     @contextmanager
-    def get_connection(self) -> Iterator[psycopg.Connection]:
+    def get_connection(self) -> "Iterator[psycopg.Connection]":
         """Check out a connection: commit when the block succeeds, roll back when it raises.
 
         Raises:

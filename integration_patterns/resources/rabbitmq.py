@@ -8,8 +8,6 @@ the system's trust store, options as pika's URL query parameters); it never appe
 messages, since it holds the password.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -78,7 +76,7 @@ class RabbitMQResource(EnvConfigured, dg.ConfigurableResource):
             return f"{params.host}:{params.port} vhost {params.virtual_host}"
         return f"{self.host}:{self.port}"
 
-    def parameters(self) -> pika.ConnectionParameters | pika.URLParameters:
+    def parameters(self) -> "pika.ConnectionParameters | pika.URLParameters":
         """Connection parameters for pika (the password stays in the credentials object)."""
         import pika
 
@@ -97,7 +95,7 @@ class RabbitMQResource(EnvConfigured, dg.ConfigurableResource):
             client_properties={"connection_name": self.connection_name},
         )
 
-    def _url_parameters(self) -> pika.URLParameters:
+    def _url_parameters(self) -> "pika.URLParameters":
         """The URL's parameters, with this resource's timeouts where the URL names none."""
         import pika
 
@@ -117,7 +115,7 @@ class RabbitMQResource(EnvConfigured, dg.ConfigurableResource):
         return params
 
     @contextmanager
-    def connection(self) -> Iterator[pika.BlockingConnection]:
+    def connection(self) -> "Iterator[pika.BlockingConnection]":
         """A blocking connection, always closed afterwards."""
         import pika
         from pika.exceptions import AMQPConnectionError
@@ -135,7 +133,7 @@ class RabbitMQResource(EnvConfigured, dg.ConfigurableResource):
                 conn.close()
 
     @contextmanager
-    def channel(self) -> Iterator[BlockingChannel]:
+    def channel(self) -> "Iterator[BlockingChannel]":
         """A channel in publisher-confirm mode on a fresh connection."""
         with self.connection() as conn:
             channel = conn.channel()
@@ -144,7 +142,7 @@ class RabbitMQResource(EnvConfigured, dg.ConfigurableResource):
 
     @staticmethod
     def declare_queue(
-        channel: BlockingChannel, name: str, *, arguments: dict[str, Any] | None = None
+        channel: "BlockingChannel", name: str, *, arguments: dict[str, Any] | None = None
     ) -> int:
         """Declare a durable queue (idempotent) and return its message count."""
         frame = channel.queue_declare(name, durable=True, arguments=arguments)
@@ -152,7 +150,7 @@ class RabbitMQResource(EnvConfigured, dg.ConfigurableResource):
 
     @staticmethod
     def publish(
-        channel: BlockingChannel,
+        channel: "BlockingChannel",
         *,
         exchange: str,
         routing_key: str,

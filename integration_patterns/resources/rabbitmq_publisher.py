@@ -12,8 +12,6 @@ broker raises ``PublishError`` instead, and the caller must treat the whole stre
 delivered (at-least-once: it will be published again, with the same message ids).
 """
 
-from __future__ import annotations
-
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -86,7 +84,7 @@ class ConfirmedStreamPublisher:
 
     def __init__(
         self,
-        parameters: pika.ConnectionParameters | pika.URLParameters,
+        parameters: "pika.ConnectionParameters | pika.URLParameters",
         *,
         window: int = 1000,
         stall_timeout_s: float = 30.0,
@@ -109,7 +107,7 @@ class _PublishRun:
 
     def __init__(
         self,
-        parameters: pika.ConnectionParameters | pika.URLParameters,
+        parameters: "pika.ConnectionParameters | pika.URLParameters",
         messages: Iterator[OutgoingMessage],
         window: int,
         stall_timeout_s: float,
@@ -144,31 +142,31 @@ class _PublishRun:
 
     # -- connection and channel lifecycle --------------------------------------------
 
-    def _on_open_error(self, connection: pika.SelectConnection, error: BaseException) -> None:
+    def _on_open_error(self, connection: "pika.SelectConnection", error: BaseException) -> None:
         self.report.error = f"cannot connect to RabbitMQ: {error!r}"
         self.report.connection_lost = True
         connection.ioloop.stop()
 
-    def _on_connection_open(self, connection: pika.SelectConnection) -> None:
+    def _on_connection_open(self, connection: "pika.SelectConnection") -> None:
         connection.channel(on_open_callback=self._on_channel_open)
 
-    def _on_channel_open(self, channel: Channel) -> None:
+    def _on_channel_open(self, channel: "Channel") -> None:
         self.channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)
         channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_confirm_ok)
 
-    def _on_confirm_ok(self, _frame: Method) -> None:
+    def _on_confirm_ok(self, _frame: "Method") -> None:
         self._pump()
 
-    def _on_channel_closed(self, _channel: Channel, reason: BaseException) -> None:
+    def _on_channel_closed(self, _channel: "Channel", reason: BaseException) -> None:
         if not self.closing:
             self._fail(f"channel closed by the broker: {reason!r}")
         elif self.connection is not None and self.connection.is_open:
             self.connection.close()
 
     def _on_connection_closed(
-        self, connection: pika.SelectConnection, reason: BaseException
+        self, connection: "pika.SelectConnection", reason: BaseException
     ) -> None:
         if not self.closing and not self.report.error:
             self.report.error = f"connection lost: {reason!r}"
@@ -237,12 +235,16 @@ class _PublishRun:
             self._close()
 
     def _on_return(
-        self, _channel: Channel, _method: Basic.Return, properties: BasicProperties, _body: bytes
+        self,
+        _channel: "Channel",
+        _method: "Basic.Return",
+        properties: "BasicProperties",
+        _body: bytes,
     ) -> None:
         # A return precedes the ack of the same message: remember it as undelivered.
         self.report.returned.append(properties.message_id or "?")
 
-    def _on_confirm(self, frame: Method) -> None:
+    def _on_confirm(self, frame: "Method") -> None:
         from pika.spec import Basic
 
         method = frame.method

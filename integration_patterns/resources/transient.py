@@ -10,8 +10,6 @@ Run-level retries (``run_retries`` in ``dagster.yaml``) cover the run worker its
 they are off for step failures, which these step policies handle.
 """
 
-from __future__ import annotations
-
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

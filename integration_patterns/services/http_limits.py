@@ -13,8 +13,6 @@ app for any other server (e.g. h11, whose own cap answers a bare 400).
 counts its body itself while streaming it to the signature check.
 """
 
-from __future__ import annotations
-
 import json
 from typing import Any
 

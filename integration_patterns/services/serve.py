@@ -5,8 +5,6 @@ behind uvicorn's httptools protocol with the header cap of ``http_limits`` (uvic
 sets none).
 """
 
-from __future__ import annotations
-
 import argparse
 
 import uvicorn

@@ -5,8 +5,6 @@ PostgreSQL has integers. Ids are normalised once, here, and every event that can
 attributed to a known customer is counted rather than dropped silently.
 """
 
-from __future__ import annotations
-
 import re
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,7 +43,7 @@ def normalise_user_id(raw: Any) -> int | None:
     return None
 
 
-def normalise_events(raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+def normalise_events(raw: "pd.DataFrame") -> "tuple[pd.DataFrame, dict[str, int]]":
     """Merge the raw per-user rows onto integer ids (" 0042" and "42" are one user)."""
     ids = raw["raw_user_id"].map(normalise_user_id)
     valid = ids.notna()
@@ -65,12 +63,14 @@ def normalise_events(raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     }
 
 
-def engagement_score(order_count: pd.Series, event_count: pd.Series) -> pd.Series:
+def engagement_score(order_count: "pd.Series", event_count: "pd.Series") -> "pd.Series":
     """``min(100, orders * 10 + events * 2)``, vectorised."""
     return (order_count * 10 + event_count * 2).clip(upper=SCORE_MAX).astype("int64")
 
 
-def enrich(customers: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+def enrich(
+    customers: "pd.DataFrame", events: "pd.DataFrame"
+) -> "tuple[pd.DataFrame, dict[str, int]]":
     """One row per customer with events joined on the normalised id and the score.
 
     Customers without events get zero events; events of unknown customers are counted.
@@ -93,19 +93,19 @@ def enrich(customers: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFrame,
     return cast("pd.DataFrame", ordered[ENRICHED_COLUMNS]).reset_index(drop=True), counts
 
 
-def scores_out_of_range(frame: pd.DataFrame) -> int:
+def scores_out_of_range(frame: "pd.DataFrame") -> int:
     """Rows whose score is missing or outside 0..100."""
     score = frame["engagement_score"]
     return total(score.isna() | (score < 0) | (score > SCORE_MAX))
 
 
-def duplicate_or_missing_ids(frame: pd.DataFrame) -> int:
+def duplicate_or_missing_ids(frame: "pd.DataFrame") -> int:
     """Rows that break "one row per customer": a NULL id or an id seen before."""
     ids = frame["customer_id"]
     return total(ids.isna()) + total(ids.dropna().duplicated())
 
 
-def top(frame: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+def top(frame: "pd.DataFrame", n: int = 10) -> "pd.DataFrame":
     """The n most engaged customers, for previews and the demo."""
     columns = ["customer_id", "name", "order_count", "total_spent", "event_count"]
     return cast("pd.DataFrame", frame.head(n)[[*columns, "engagement_score"]])

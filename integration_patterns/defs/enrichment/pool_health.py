@@ -7,8 +7,6 @@ but an operator should size the pool or the ``postgres`` concurrency limit befor
 timing out.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 import dagster as dg

@@ -5,8 +5,6 @@ names are composed, and those through ``psycopg.sql.Identifier``. Both reads agg
 the data lives, so a million orders or events cross the wire as one row per customer.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Any, LiteralString
 
 from integration_patterns.defs.enrichment.store import ActivityWindow, EnrichmentStore
@@ -62,7 +60,7 @@ SELECT
 """
 
 
-def _format(query: LiteralString, store: EnrichmentStore) -> sql.Composed:
+def _format(query: LiteralString, store: EnrichmentStore) -> "sql.Composed":
     from psycopg import sql
 
     return sql.SQL(query).format(customers=store.table("customers"), orders=store.table("orders"))
@@ -74,7 +72,7 @@ def fetch_customers(
     window: ActivityWindow,
     *,
     limit: int | None = None,
-) -> tuple[pd.DataFrame, dict[str, int]]:
+) -> "tuple[pd.DataFrame, dict[str, int]]":
     """Customers with their order count and spend in the window, and the source mess counts."""
     import pandas as pd
 
@@ -113,7 +111,7 @@ def fetch_user_events(
     window: ActivityWindow,
     *,
     limit: int | None = None,
-) -> pd.DataFrame:
+) -> "pd.DataFrame":
     """Per raw user id (as MongoDB stores it) the event count and the last event time."""
     import pandas as pd
 

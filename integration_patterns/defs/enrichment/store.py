@@ -5,8 +5,6 @@ customers query, the events pipeline and the upsert read one object, and tests p
 run at a private schema and collection by swapping that one object.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -49,7 +47,7 @@ class EnrichmentStore(dg.ConfigurableResource):
         description="Days of activity scored, ending with the partition's day (inclusive).",
     )
 
-    def table(self, name: str) -> sql.Identifier:
+    def table(self, name: str) -> "sql.Identifier":
         """A schema-qualified table name, quoted by psycopg (never string-built)."""
         from psycopg import sql
 

@@ -8,8 +8,6 @@ backfill correct in any order, and rows whose values did not change are not rewr
 makes a second run of the same partition a no-op that says so.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import time
 from collections.abc import Iterable, Sequence
@@ -75,7 +73,7 @@ class UpsertResult:
         return round(self.batch / self.seconds, 1) if self.seconds else 0.0
 
 
-def analytics_ddl(schema: str) -> list[sql.Composed]:
+def analytics_ddl(schema: str) -> "list[sql.Composed]":
     """The target table (idempotent): the key the upsert conflicts on and the score's range."""
     from psycopg import sql
 
@@ -99,12 +97,12 @@ def analytics_ddl(schema: str) -> list[sql.Composed]:
     ]
 
 
-def ensure_table(conn: psycopg.Connection, schema: str) -> None:
+def ensure_table(conn: "psycopg.Connection", schema: str) -> None:
     """Create the analytics table in ``schema`` unless it exists (safe for concurrent runs)."""
     ensure_ddl(conn, f"{schema}.{TABLE}_ddl", analytics_ddl(schema))
 
 
-def frame_to_rows(frame: pd.DataFrame, partition_date: dt.date) -> Iterable[Sequence[Any]]:
+def frame_to_rows(frame: "pd.DataFrame", partition_date: dt.date) -> Iterable[Sequence[Any]]:
     """Plain Python values per row (psycopg's binary dumpers do not take numpy scalars)."""
     import pandas as pd
 
@@ -127,7 +125,7 @@ def frame_to_rows(frame: pd.DataFrame, partition_date: dt.date) -> Iterable[Sequ
     return ((*values, partition_date) for values in zip(*columns, strict=True))
 
 
-def _staging_memory(conn: psycopg.Connection) -> None:
+def _staging_memory(conn: "psycopg.Connection") -> None:
     """Keep staging and the read-back join in memory instead of spilling to temp files.
 
     ``work_mem`` (default 4MB) is raised for this transaction only, so the read-back hash
@@ -151,7 +149,7 @@ def _staging_memory(conn: psycopg.Connection) -> None:
         pass
 
 
-def _validate_keys(frame: pd.DataFrame) -> None:
+def _validate_keys(frame: "pd.DataFrame") -> None:
     ids = frame["customer_id"]
     nulls = int(ids.isna().to_numpy().sum())
     dupes = sorted(set(ids[ids.duplicated() & ids.notna()].tolist()))
@@ -186,7 +184,7 @@ FROM {staging} s JOIN {target} t USING (customer_id)
 def upsert(
     postgres: PostgresResource,
     schema: str,
-    frame: pd.DataFrame,
+    frame: "pd.DataFrame",
     *,
     partition_date: dt.date,
 ) -> UpsertResult:

@@ -5,8 +5,6 @@ the mark never moves past data that was not stored: a failed run leaves the mark
 was and the next run fetches the same records again (the upsert makes that harmless).
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -82,12 +80,12 @@ class StoreResult:
     high_water_mark: datetime | None
 
 
-def ensure_tables(conn: psycopg.Connection) -> None:
+def ensure_tables(conn: "psycopg.Connection") -> None:
     """Create the tables once; the advisory lock keeps concurrent first runs from racing."""
     ensure_ddl(conn, RECORDS, [DDL])
 
 
-def read_watermark(conn: psycopg.Connection, source: str) -> datetime | None:
+def read_watermark(conn: "psycopg.Connection", source: str) -> datetime | None:
     """The newest partner timestamp stored for ``source``, or None before the first run."""
     row = conn.execute(
         f"SELECT high_water_mark FROM {WATERMARK} WHERE source = %s",  # type: ignore[arg-type]
@@ -97,7 +95,7 @@ def read_watermark(conn: psycopg.Connection, source: str) -> datetime | None:
 
 
 def store(
-    conn: psycopg.Connection,
+    conn: "psycopg.Connection",
     source: str,
     records: list[PartnerRecord],
     quarantined: list[Quarantined],

@@ -5,8 +5,6 @@ numeric value and an ISO 8601 timestamp is never guessed into shape; it is set a
 the reason, so nothing the partner sent is lost and nothing wrong is loaded.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import math

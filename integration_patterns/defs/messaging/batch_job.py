@@ -94,7 +94,7 @@ def read_range(
         for message in batch:
             error = message.error()
             if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
+                if error.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 (librdkafka names it so)
                     continue
                 raise KafkaException(error)
             offset = message.offset()

@@ -9,8 +9,6 @@ Reasons are bounded (``MAX_REASON_CHARS``) and quote untrusted values through ``
 so a failure always fits a message header whatever the size or depth of the input.
 """
 
-from __future__ import annotations
-
 import json
 import reprlib
 from dataclasses import dataclass

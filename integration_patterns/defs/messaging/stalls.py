@@ -7,8 +7,6 @@ run to look at; the operations monitor alerts on it. A run that is queued, runni
 being retried (run retries and step retry policies) is not a stall.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 import dagster as dg

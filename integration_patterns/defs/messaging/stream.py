@@ -4,8 +4,6 @@ Names are configuration (not constants) so that tests, staging and production ca
 by side on one broker, each with its own topic, group, exchanges and queues.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
@@ -61,7 +59,7 @@ class OrdersStreamResource(EnvConfigured, dg.ConfigurableResource):
         default=30.0, description="Fail a run whose range stops arriving for this long."
     )
 
-    def declare_topology(self, rabbitmq: RabbitMQResource, channel: BlockingChannel) -> None:
+    def declare_topology(self, rabbitmq: RabbitMQResource, channel: "BlockingChannel") -> None:
         """Declare exchanges, queues and bindings (idempotent; safe on every run).
 
         The results queue dead-letters into the same exchange as processing failures, so a

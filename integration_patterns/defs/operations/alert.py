@@ -6,8 +6,6 @@ in ``text``. Deduplication compares the key and the fingerprint (severity and ti
 growing lag does not page anyone twice, but a warning that turns critical does.
 """
 
-from __future__ import annotations
-
 import os
 import re
 from dataclasses import dataclass, field

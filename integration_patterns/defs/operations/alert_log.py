@@ -6,8 +6,6 @@ claimed for sending only if it is new, its fingerprint changed, or it was last s
 than ``repeat_after_s`` ago. A delivery that fails is released, so the next tick retries.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING
 
 from integration_patterns.defs.operations.alert import Alert
@@ -49,14 +47,14 @@ class AlertLog:
         self.schema = schema
         self.table = sql.Identifier(schema, table)
 
-    def ensure(self, conn: psycopg.Connection) -> None:
+    def ensure(self, conn: "psycopg.Connection") -> None:
         """Create the table once (idempotent, safe under concurrency)."""
         from psycopg import sql
 
         ddl = sql.SQL(_DDL).format(schema=sql.Identifier(self.schema), table=self.table)
         ensure_ddl(conn, f"alert_log:{self.schema}", [ddl])
 
-    def claim(self, conn: psycopg.Connection, alert: Alert, repeat_after_s: float) -> bool:
+    def claim(self, conn: "psycopg.Connection", alert: Alert, repeat_after_s: float) -> bool:
         """Whether this alert should be sent now (and record that it is)."""
         from psycopg import sql
 
@@ -71,7 +69,7 @@ class AlertLog:
         ).fetchone()
         return row is not None
 
-    def release(self, conn: psycopg.Connection, key: str) -> None:
+    def release(self, conn: "psycopg.Connection", key: str) -> None:
         """The alert was not delivered anywhere: forget the claim so it is sent again."""
         from psycopg import sql
 
@@ -82,7 +80,7 @@ class AlertLog:
             (key,),
         )
 
-    def resolve(self, conn: psycopg.Connection, prefix: str, firing: set[str]) -> list[Alert]:
+    def resolve(self, conn: "psycopg.Connection", prefix: str, firing: set[str]) -> list[Alert]:
         """Forget alerts under ``prefix`` that no longer fire; return them as resolved."""
         from psycopg import sql
 

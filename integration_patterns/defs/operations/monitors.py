@@ -6,8 +6,6 @@ raising, so one dead dependency never hides the others. Thresholds are the ``Thr
 resource's config.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 

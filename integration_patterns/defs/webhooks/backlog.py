@@ -7,8 +7,6 @@ figures feed the asset checks (runnable from the UI) and the routing sensor, whi
 them as observations and check results without launching a run.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,7 +51,7 @@ class RouteBacklog:
         }
 
 
-def backlog(conn: psycopg.Connection, store: WebhookStore) -> dict[str, RouteBacklog]:
+def backlog(conn: "psycopg.Connection", store: WebhookStore) -> dict[str, RouteBacklog]:
     """Figures for every route that has pending, failed or unrouted events."""
     from psycopg import sql
 

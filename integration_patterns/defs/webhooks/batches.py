@@ -12,8 +12,6 @@ changes nothing either, because a row is only overwritten by an event that arriv
 (``last_inbox_id``), inside a chunk too.
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -119,7 +117,7 @@ class BatchResult:
         }
 
 
-def _upsert_query(store: WebhookStore, processor: Processor) -> sql.Composed:
+def _upsert_query(store: WebhookStore, processor: Processor) -> "sql.Composed":
     from psycopg import sql
 
     columns = list(processor.columns)
@@ -140,7 +138,7 @@ def _upsert_query(store: WebhookStore, processor: Processor) -> sql.Composed:
 
 
 def _apply(
-    conn: psycopg.Connection,
+    conn: "psycopg.Connection",
     store: WebhookStore,
     processor: Processor,
     events: Sequence[tuple[Any, ...]],
@@ -171,7 +169,7 @@ def _apply(
 
 
 def apply_batch(
-    conn: psycopg.Connection,
+    conn: "psycopg.Connection",
     store: WebhookStore,
     route: str,
     inbox_ids: Sequence[int],
@@ -229,7 +227,7 @@ def chunks(sizes: Sequence[tuple[int, int]]) -> list[list[int]]:
 
 
 def _archive(
-    conn: psycopg.Connection,
+    conn: "psycopg.Connection",
     store: WebhookStore,
     events: Sequence[tuple[Any, ...]],
     result: BatchResult,

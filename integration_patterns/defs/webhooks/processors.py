@@ -9,8 +9,6 @@ providers' real payload shapes (Stripe's ``data.object``, GitHub's ``repository`
 shape they need: an event routed here by an unsigned header it does not match fails alone.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation

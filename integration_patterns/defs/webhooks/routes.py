@@ -11,8 +11,6 @@ header is not signed): every processor checks the payload has the shape it needs
 event that does not is marked ``failed`` with the reason, never applied.
 """
 
-from __future__ import annotations
-
 import json
 import os
 from collections.abc import Mapping

@@ -22,8 +22,6 @@ event is applied twice either. Every ``REPORT_SECONDS`` the tick also reports ea
 backlog as an observation and check results, without launching a run.
 """
 
-from __future__ import annotations
-
 import json
 import time
 from dataclasses import dataclass, field
@@ -78,7 +76,7 @@ class RouterCursor:
     reported_at: float = 0.0
 
     @classmethod
-    def parse(cls, text: str | None) -> RouterCursor:
+    def parse(cls, text: str | None) -> "RouterCursor":
         """From the stored cursor; an empty one starts at the beginning of the inbox."""
         if not text:
             return cls()
@@ -292,6 +290,6 @@ def webhook_inbox_router(
                 f"{held_back[0]} webhook event(s) held back until transactions older than "
                 f"xid {held_back[1]} finish (a long-running transaction delays routing)"
             )
-        waiting = len(events) and "events waiting to fill a batch" or "no new webhook events"
+        waiting = (len(events) and "events waiting to fill a batch") or "no new webhook events"
         return dg.SkipReason(waiting)
     return dg.SensorResult(run_requests=requests, cursor=after.dump(), asset_events=asset_events)

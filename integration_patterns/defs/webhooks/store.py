@@ -6,8 +6,6 @@ schema by swapping this one object. The receiver reads the same schema setting
 (``WEBHOOK_INBOX_SCHEMA``, see ``integration_patterns.inbox``).
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -38,7 +36,7 @@ CREATE TABLE IF NOT EXISTS {unknown} (
 """
 
 
-def entity_ddl(schema: str, processor: Processor) -> list[sql.Composable]:
+def entity_ddl(schema: str, processor: Processor) -> "list[sql.Composable]":
     """Create the processor's table, and add columns a newer version introduced."""
     from psycopg import sql
 
@@ -118,14 +116,14 @@ class WebhookStore(dg.ConfigurableResource):
         """The processor for one event (``unknown`` when no route matches)."""
         return route_for(self.routes, source, event_type, action)
 
-    def table(self, name: str) -> sql.Identifier:
+    def table(self, name: str) -> "sql.Identifier":
         """A schema-qualified table name, quoted by psycopg (never string-built)."""
         from psycopg import sql
 
         return sql.Identifier(self.schema_name, name)
 
     @property
-    def inbox(self) -> sql.Identifier:
+    def inbox(self) -> "sql.Identifier":
         """The inbox table (its contract lives in ``integration_patterns.inbox``)."""
         return self.table(INBOX_TABLE)
 
@@ -135,7 +133,7 @@ class WebhookStore(dg.ConfigurableResource):
             expected |= {(processor.table, column) for column in processor.columns}
         return expected
 
-    def ensure_tables(self, conn: psycopg.Connection) -> None:
+    def ensure_tables(self, conn: "psycopg.Connection") -> None:
         """Create or migrate the inbox and every processor's table (serialised across runs).
 
         Checked with one catalog query first: ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS``

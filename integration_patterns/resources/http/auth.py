@@ -10,8 +10,6 @@ token are registered with the :class:`Redactor`, so they are masked wherever the
 logged or raised.
 """
 
-from __future__ import annotations
-
 import base64
 import json
 import logging

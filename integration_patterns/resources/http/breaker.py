@@ -5,8 +5,6 @@ through; its success closes the circuit, its failure opens it again. The breaker
 what the last failure was (status and body excerpt), so a fast failure still says why.
 """
 
-from __future__ import annotations
-
 import threading
 import time
 from collections.abc import Callable

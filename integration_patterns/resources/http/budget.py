@@ -10,15 +10,13 @@ own ``X-RateLimit-Remaining`` / ``-Reset`` headers, when sent, pause everyone sh
 bucket before the partner has to answer 429.
 """
 
-from __future__ import annotations
-
 import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
-_REGISTRY: dict[tuple[str, float, int], RateLimiter] = {}
+_REGISTRY: "dict[tuple[str, float, int], RateLimiter]" = {}
 _REGISTRY_LOCK = threading.Lock()
 
 

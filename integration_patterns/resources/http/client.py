@@ -11,8 +11,6 @@ status, body excerpt); an open circuit breaker still says what the last failure 
 Every attempt is logged once and counted in :class:`CallStats`.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import math
@@ -112,7 +110,7 @@ class RestClient:
         if self.auth is not None:
             self.auth.log = logger
 
-    def __enter__(self) -> RestClient:
+    def __enter__(self) -> "RestClient":
         return self
 
     def __exit__(self, *exc: object) -> None:

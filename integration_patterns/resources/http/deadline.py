@@ -6,8 +6,6 @@ to what is left of the deadline, and the body is read through a stream that stop
 timeout once the deadline has passed.
 """
 
-from __future__ import annotations
-
 import math
 import time
 from collections.abc import Iterator

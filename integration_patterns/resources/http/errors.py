@@ -5,8 +5,6 @@ and an excerpt of the response body, because an operator reading a failed run ne
 know which call failed and what the partner said, without ever seeing a credential.
 """
 
-from __future__ import annotations
-
 import httpx
 
 from integration_patterns.resources.http.redaction import Redactor, excerpt, mask_url

@@ -8,8 +8,6 @@ GitHub style, often with bare-array pages) and page-number styles are provided. 
 itself refuses a page it already fetched, so no paginator can loop forever.
 """
 
-from __future__ import annotations
-
 import re
 from typing import Any
 

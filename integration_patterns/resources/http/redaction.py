@@ -8,8 +8,6 @@ case of hex digit), JSON-escaped, and inside HTTP Basic's base64 of ``id:secret`
 form is masked.
 """
 
-from __future__ import annotations
-
 import base64
 import json
 import re

@@ -7,8 +7,6 @@ method but HEAD into GET, and so do 301 and 302 after a POST (what every client 
 missing or invalid header) cannot be followed.
 """
 
-from __future__ import annotations
-
 import httpx
 
 

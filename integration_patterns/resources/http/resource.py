@@ -6,8 +6,6 @@ the token is cached across calls. Nothing here knows a particular partner: a pat
 needs more fields (a source label, say) subclasses it.
 """
 
-from __future__ import annotations
-
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
@@ -83,7 +81,7 @@ class RestApiResource(dg.ConfigurableResource):
         default=30.0, description="Seconds the open circuit fails fast before one probe."
     )
 
-    _client: RestClient | None = PrivateAttr(default=None)
+    _client: "RestClient | None" = PrivateAttr(default=None)
     _breaker: CircuitBreaker | None = PrivateAttr(default=None)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -96,7 +94,7 @@ class RestApiResource(dg.ConfigurableResource):
             self._client.close()
             self._client = None
 
-    def get_client(self, *, log: logging.Logger | None = None) -> RestClient:
+    def get_client(self, *, log: logging.Logger | None = None) -> "RestClient":
         """The resource's client (one per resource instance, so the token is cached)."""
         if self._client is None:
             import httpx

@@ -14,8 +14,6 @@ the request carries an idempotency key, or when the connection was never establi
 server provably never saw the request).
 """
 
-from __future__ import annotations
-
 import math
 import random
 import re

@@ -5,8 +5,6 @@ retries, 429s, server errors, timeouts, dropped connections, re-authentications,
 redirects followed, server-requested pauses, and the p50/p95 latency of every attempt.
 """
 
-from __future__ import annotations
-
 import statistics
 import threading
 from dataclasses import dataclass, field

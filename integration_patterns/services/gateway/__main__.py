@@ -4,8 +4,6 @@ Settings come from the environment (see ``settings.py``): the JWT key, audience 
 are required; the Dagster webserver defaults to ``http://127.0.0.1:3000``.
 """
 
-from __future__ import annotations
-
 import sys
 
 from integration_patterns.services.gateway.app import create_gateway_app

@@ -23,8 +23,6 @@ do this" (valid token, scope missing): ``error="insufficient_scope"`` names the 
 needed (RFC 6750 section 3.1). Reasons are generic on purpose; they never echo the token.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Any
 

@@ -1,7 +1,5 @@
 """Request and response bodies of the gateway's REST API (they become its OpenAPI schema)."""
 
-from __future__ import annotations
-
 import re
 from typing import Annotated, Any
 

@@ -6,8 +6,6 @@ token, which the app returns as ``Retry-After`` with 429. The state is per proce
 several gateway replicas each enforces the limit on its own share of traffic.
 """
 
-from __future__ import annotations
-
 import math
 import threading
 import time

@@ -33,8 +33,6 @@ Variables:
 Key material lives in fields excluded from ``repr`` so it never reaches a log line.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field

@@ -4,8 +4,6 @@ Settings come from the environment (see ``config.py``); the database from the sa
 ``POSTGRES_*`` variables as the code location's ``postgres`` resource.
 """
 
-from __future__ import annotations
-
 import sys
 
 from integration_patterns.resources.postgres import PostgresResource

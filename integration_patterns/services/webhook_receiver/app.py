@@ -8,8 +8,6 @@ after the commit, 200 for a repeated delivery). A repeat whose body differs from
 one keeps the first (first write wins) but is logged and counted (``/stats``).
 """
 
-from __future__ import annotations
-
 import gc
 import hashlib
 import json

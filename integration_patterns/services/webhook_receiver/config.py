@@ -26,8 +26,6 @@ Variables:
 Secrets are held as bytes in fields excluded from ``repr`` so they never reach a log line.
 """
 
-from __future__ import annotations
-
 import base64
 import binascii
 import json

@@ -11,8 +11,6 @@ expects their payload, so they fall to the default route.
 Keys are from GitHub's "Webhook events and payloads" reference.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any
 

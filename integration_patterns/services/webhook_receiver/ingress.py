@@ -10,8 +10,6 @@ implementation and the OpenAPI description still holds; every other request goes
 FastAPI unchanged.
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any

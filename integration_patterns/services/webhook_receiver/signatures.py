@@ -12,8 +12,6 @@ through: every value is stripped before it is used, including inside the signed 
 Hex digests compare case-insensitively (upper-case hex is the same number).
 """
 
-from __future__ import annotations
-
 import base64
 import hashlib
 import hmac

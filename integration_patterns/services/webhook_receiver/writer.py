@@ -18,8 +18,6 @@ If a batch fails because the database refuses one row's data (e.g. a NUL-charact
 that jsonb cannot store), the rows are retried one by one so only that delivery is refused.
 """
 
-from __future__ import annotations
-
 import asyncio
 import logging
 from dataclasses import dataclass
@@ -64,7 +62,7 @@ class InboxWriter:
     async def start(self) -> None:
         """Open the connections and start the lanes on the running loop."""
         pool: AsyncConnectionPool[psycopg.AsyncConnection] = AsyncConnectionPool(
-            kwargs={**self._postgres._connect_kwargs(), "autocommit": True},
+            kwargs={**self._postgres.connect_kwargs(), "autocommit": True},
             min_size=self._workers,
             max_size=self._workers,
             timeout=self._postgres.acquire_timeout,
@@ -143,7 +141,7 @@ class InboxWriter:
         if conn is not None and self._pool is not None:
             try:
                 await self._pool.putconn(conn)
-            except Exception:  # noqa: BLE001 - a broken connection is simply dropped
+            except Exception:
                 log.debug("connection dropped")
 
     async def _write(

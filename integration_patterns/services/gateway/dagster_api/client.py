@@ -6,8 +6,6 @@ Every call blocks (the app runs them in its thread pool) and fails with the type
 launches and cancels go through dagster-graphql's client (see ``transport.py``).
 """
 
-from __future__ import annotations
-
 import threading
 import time
 from collections.abc import Mapping

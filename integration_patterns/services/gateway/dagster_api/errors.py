@@ -5,8 +5,6 @@ config (it may carry credentials): dagster-graphql's own messages quote the vari
 the client drops them.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 

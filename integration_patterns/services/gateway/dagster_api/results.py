@@ -4,8 +4,6 @@ Pure functions over the JSON the queries in ``queries.py`` ask for; nothing here
 the webserver.
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field

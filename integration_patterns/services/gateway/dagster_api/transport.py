@@ -6,8 +6,6 @@ result types; it is synchronous and its transport refuses to be entered by two t
 once, so each worker thread gets its own instance. Every call here blocks.
 """
 
-from __future__ import annotations
-
 import threading
 from collections.abc import Mapping
 from typing import Any

@@ -13,17 +13,21 @@ Stdlib only: the services manager imports it before the project's dependencies e
 import os
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 HOST = "127.0.0.1"
+_Server = TypeVar("_Server", bound=socketserver.BaseServer)
 
 # A child started from a non-interactive shell inherits SIGINT "ignored", and Dagster's CLIs
 # then ignore SIGTERM too; exec'ing through this resets both, so the process can be stopped.
@@ -268,3 +272,21 @@ def running(
     finally:
         if own_log:
             log.unlink(missing_ok=True)
+
+
+@contextmanager
+def serving(server: _Server) -> Iterator[_Server]:
+    """``server`` (a stdlib HTTP server a test scripts) answering on a thread for the block.
+
+    Shut down and its socket closed afterwards, so a test's peer never outlives the test.
+    """
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 from standardwebhooks import Webhook
 
+from devstack.harness import serving
 from devstack.orders_load import produce_orders
 from integration_patterns.defs.messaging.batch_job import kafka_orders_batch
 from integration_patterns.defs.operations import monitors
@@ -81,12 +82,8 @@ class Recorder(ThreadingHTTPServer):
 
 @pytest.fixture
 def recorder():
-    server = Recorder()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(Recorder()) as server:
+        yield server
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import hmac
 import json
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from devstack.gateway_server import gateway_server
-from devstack.harness import free_port
+from devstack.harness import free_port, serving
 from devstack.raw_http import raw_request
 from devstack.token import DEMO_AUDIENCE, DEMO_ISSUER, mint_token
 from integration_patterns.services.gateway.auth import (
@@ -86,22 +85,14 @@ class JwksServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/.well-known/jwks.json"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> "JwksServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
 
 
 @pytest.fixture
 def jwks() -> Iterator[JwksServer]:
-    with JwksServer() as server:
+    server = JwksServer()
+    with serving(server.httpd):
         yield server
 
 

@@ -9,13 +9,13 @@ status (404 for "not found", 503 for "Dagster cannot answer"), never as a crash.
 
 import json
 import re
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from devstack.harness import serving
 from integration_patterns.services.gateway.dagster_api.client import DagsterClient
 from integration_patterns.services.gateway.dagster_api.errors import (
     BackfillNotFoundError,
@@ -53,11 +53,8 @@ class ScriptedGraphQL:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def reply(
         self, operation: str, data: Any = None, *, status: int = 200, raw: bytes = b""
@@ -66,18 +63,11 @@ class ScriptedGraphQL:
         body = raw or json.dumps({"data": data}).encode()
         self.replies.setdefault(operation, []).append((status, body))
 
-    def __enter__(self) -> "ScriptedGraphQL":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
 
 @pytest.fixture
 def peer() -> Iterator[ScriptedGraphQL]:
-    with ScriptedGraphQL() as server:
+    server = ScriptedGraphQL()
+    with serving(server.httpd):
         yield server
 
 

@@ -21,7 +21,6 @@ from standardwebhooks import Webhook
 
 from devstack.harness import serving
 from devstack.orders_load import produce_orders
-from integration_patterns.defs.messaging.batch_job import kafka_orders_batch
 from integration_patterns.defs.operations import monitors
 from integration_patterns.defs.operations.alert import Alert
 from integration_patterns.defs.operations.sensors import alert_on_run_failure, operations_monitors
@@ -30,7 +29,7 @@ from integration_patterns.defs.webhooks.store import WebhookStore
 from integration_patterns.inbox import ensure_inbox
 from integration_patterns_tests import test_messaging
 from integration_patterns_tests.conftest import rabbitmq_from_env
-from integration_patterns_tests.test_messaging import sensor_tick
+from integration_patterns_tests.test_messaging import run_request, sensor_tick
 
 stream = test_messaging.stream  # the orders stream fixture with its own topic and queues
 
@@ -173,17 +172,7 @@ def test_a_stalled_partition_alerts(stream, kafka, rabbitmq, postgres, sinks, re
     produce_orders(kafka, topic=stream.topic, count=2000, poison_ratio=0.0)
     instance = dg.DagsterInstance.ephemeral()
     request = sensor_tick(stream, kafka, instance=instance).run_requests[0]
-    failed = kafka_orders_batch.execute_in_process(
-        run_config=request.run_config,
-        resources={
-            "kafka": kafka,
-            "rabbitmq": rabbitmq_from_env(password="wrong"),
-            "orders_stream": stream,
-        },
-        instance=instance,
-        tags=request.tags,
-        raise_on_error=False,
-    )
+    failed = run_request(stream, kafka, rabbitmq_from_env(password="wrong"), request, instance)
     assert not failed.success
     failed_at = time.monotonic()
 

@@ -78,6 +78,17 @@ def run_range(stream, kafka, rabbitmq, partition, start, end, instance=None):
     )
 
 
+def run_request(stream, kafka, rabbitmq, request, instance):
+    """The batch run a sensor asked for, as the daemon would launch it (its config and tags)."""
+    return kafka_orders_batch.execute_in_process(
+        run_config=request.run_config,
+        resources={"kafka": kafka, "rabbitmq": rabbitmq, "orders_stream": stream},
+        instance=instance,
+        tags=request.tags,
+        raise_on_error=False,
+    )
+
+
 def drain(rabbitmq, queue):
     """Every message in ``queue`` as (message_id, headers, body), acknowledged."""
     out = []

@@ -11,11 +11,10 @@ import pytest
 
 from devstack.flaky_proxy import flaky_proxy
 from devstack.orders_load import produce_orders
-from integration_patterns.defs.messaging.batch_job import kafka_orders_batch
 from integration_patterns.resources.transient import is_transient
 from integration_patterns_tests import test_messaging
 from integration_patterns_tests.conftest import rabbitmq_from_env
-from integration_patterns_tests.test_messaging import drain, run_range, sensor_tick
+from integration_patterns_tests.test_messaging import drain, run_range, run_request, sensor_tick
 
 stream = test_messaging.stream  # the orders stream fixture with its own topic and queues
 
@@ -73,17 +72,7 @@ def test_a_failed_range_stalls_its_partition_visibly(stream, kafka, unique):
     instance = dg.DagsterInstance.ephemeral()
     first = sensor_tick(stream, kafka, instance=instance)
     request = first.run_requests[0]
-    failed = kafka_orders_batch.execute_in_process(
-        run_config=request.run_config,
-        resources={
-            "kafka": kafka,
-            "rabbitmq": rabbitmq_from_env(password="wrong"),
-            "orders_stream": stream,
-        },
-        instance=instance,
-        tags=request.tags,
-        raise_on_error=False,
-    )
+    failed = run_request(stream, kafka, rabbitmq_from_env(password="wrong"), request, instance)
     assert not failed.success
 
     produce_orders(kafka, topic=stream.topic, count=1000, poison_ratio=0.0)  # more work arrives

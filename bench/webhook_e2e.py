@@ -23,6 +23,7 @@ import os
 import statistics
 import time
 import uuid
+from typing import Any
 
 from psycopg import sql
 
@@ -92,6 +93,16 @@ FROM {inbox}
 _RUNS = """
 { runsOrError { ... on Runs { results { runId creationTime startTime endTime } } } }
 """
+_LOGS = """
+query L($id: ID!) { logsForRun(runId: $id) { ... on EventConnection {
+  events { __typename ... on MessageEvent { timestamp } } } } }
+"""
+_PHASES = {  # event type -> the phase it ends, in order
+    "RunDequeuedEvent": "queued",
+    "RunStartEvent": "launching",
+    "ExecutionStepStartEvent": "run_setup",
+    "RunSuccessEvent": "applying",
+}
 _PER_RUN = "SELECT run_id, count(*), min(received_at), max(received_at) FROM {inbox} GROUP BY 1"
 
 
@@ -109,6 +120,22 @@ def wait_drained(
         time.sleep(1)
 
 
+def run_phases(url: str, run_id: str, run: dict[str, Any]) -> dict[str, float]:
+    """Seconds a run spent in each phase, from its events.
+
+    Queued (created to dequeued), launching (to RUN_START: process start and code load), run
+    setup (to the step's start: instance, resources) and applying (to the run's success).
+    """
+    events = graphql(url, _LOGS, {"id": run_id})["logsForRun"]["events"]
+    at = {e["__typename"]: int(e["timestamp"]) / 1000 for e in reversed(events)}
+    phases, previous = {}, float(run["creationTime"])
+    for kind, phase in _PHASES.items():
+        if kind in at:
+            phases[phase] = at[kind] - previous
+            previous = at[kind]
+    return phases
+
+
 def main() -> None:
     """Run the load, wait for the drain, write ``bench/results/webhook_e2e.json``."""
     postgres = PostgresResource.from_env()
@@ -124,6 +151,7 @@ def main() -> None:
             accepted = asyncio.run(post_for(receiver.url, SECONDS, schema))
             drain, pending = wait_drained(postgres, inbox, timeout=DRAIN_TIMEOUT)
             all_runs = {r["runId"]: r for r in graphql(url, _RUNS)["runsOrError"]["results"]}
+            phases = {run_id: run_phases(url, run_id, run) for run_id, run in all_runs.items()}
         with postgres.get_connection() as conn:
             count, accept_window, apply_window, p50, p95, failed, n_runs, stored = conn.execute(
                 sql.SQL(_FIGURES).format(inbox=inbox)
@@ -147,6 +175,11 @@ def main() -> None:
         inside.append(run["endTime"] - run["startTime"])
         per_1k.append((run["endTime"] - run["startTime"]) / events * 1000)
         sizes.append(events)
+
+    by_phase: dict[str, list[float]] = {phase: [] for phase in _PHASES.values()}
+    for run_phase in phases.values():
+        for phase, seconds in run_phase.items():
+            by_phase[phase].append(seconds)
 
     def median(values: list[float]) -> float:
         return round(statistics.median(values), 2) if values else 0
@@ -178,6 +211,7 @@ def main() -> None:
                     "newest_event_to_run_created_s_median": median(created),
                     "run_created_to_started_s_median": median(launch),
                     "newest_event_to_run_start_s_median": median(waits),
+                    **{f"run_{phase}_s_median": median(v) for phase, v in by_phase.items()},
                     "load_average_at_start": [round(x, 1) for x in load],
                     "load": f"{SECONDS}s, {CONNECTIONS} keep-alive connections, 1% malformed",
                 },

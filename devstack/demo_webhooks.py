@@ -159,9 +159,7 @@ def run_demo(instance: dg.DagsterInstance, receiver_url: str) -> str:
 
 
 def _batched(requests: list[dg.RunRequest]) -> int:
-    return sum(
-        len(op["config"]["inbox_ids"]) for r in requests for op in r.run_config["ops"].values()
-    )
+    return sum(int(r.tags["webhook/events"]) for r in requests)
 
 
 def main() -> int:

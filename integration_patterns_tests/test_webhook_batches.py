@@ -26,7 +26,7 @@ from psycopg import sql
 from devstack.webhook_fixtures import sample_event
 from integration_patterns.defs.webhooks import batches
 from integration_patterns.defs.webhooks.assets import ROUTE_ASSETS, ROUTE_CHECKS, ROUTE_JOBS
-from integration_patterns.defs.webhooks.batches import apply_batch
+from integration_patterns.defs.webhooks.batches import apply_batch, batch_ids
 from integration_patterns.defs.webhooks.processors import PROCESSORS, MalformedEventError
 from integration_patterns.defs.webhooks.replay import webhook_replay_job
 from integration_patterns.defs.webhooks.routing import RouterCursor, webhook_inbox_router
@@ -117,7 +117,7 @@ def drain(pg, store, want: int, cursor: str | None = None, timeout: float = 30.0
     """
     requests: list[dg.RunRequest] = []
     deadline = time.monotonic() + timeout
-    while sum(len(ids_of(r)) for r in requests) < want and time.monotonic() < deadline:
+    while sum(len(ids_of(pg, store, r)) for r in requests) < want and time.monotonic() < deadline:
         result = tick(pg, store, cursor)
         if isinstance(result, dg.SensorResult):
             requests += result.run_requests or []
@@ -127,9 +127,14 @@ def drain(pg, store, want: int, cursor: str | None = None, timeout: float = 30.0
     return requests, cursor
 
 
-def ids_of(request: dg.RunRequest) -> list[int]:
+def ids_of(pg, store, request: dg.RunRequest) -> list[int]:
+    """The pending events the request's run would apply: its route's ids in its id range."""
     ((_, op_config),) = request.run_config["ops"].items()
-    return op_config["config"]["inbox_ids"]
+    config = op_config["config"]
+    with pg.get_connection() as conn:
+        return batch_ids(
+            conn, store, request.tags["webhook/route"], config["first_id"], config["last_id"]
+        )
 
 
 def defs_for(pg, store) -> dg.Definitions:
@@ -145,8 +150,15 @@ def run_batch(pg, store, route: str, ids: list[int], **kwargs) -> dg.ExecuteInPr
     asset = ROUTE_ASSETS[route].key.path[-1]
     job = defs_for(pg, store).resolve_job_def(ROUTE_JOBS[route].name)
     return job.execute_in_process(
-        run_config={"ops": {asset: {"config": {"inbox_ids": ids}}}}, **kwargs
+        run_config={"ops": {asset: {"config": {"first_id": min(ids), "last_id": max(ids)}}}},
+        **kwargs,
     )
+
+
+def run_requested(pg, store, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    """The run a sensor requested, executed in process with the request's own config."""
+    job = defs_for(pg, store).resolve_job_def(request.job_name or "")
+    return job.execute_in_process(run_config=request.run_config, tags=request.tags)
 
 
 def outcomes(pg, store, ids: list[int]) -> dict[int, tuple]:
@@ -188,15 +200,17 @@ def test_sensor_emits_one_run_per_route_per_batch_naming_ids_only(pg, store):
     requests = first.run_requests or []
     sizes: dict[str, list[int]] = {}
     for request in requests:
-        sizes.setdefault(request.job_name or "", []).append(len(ids_of(request)))
-        batch = ids_of(request)
+        sizes.setdefault(request.job_name or "", []).append(len(ids_of(pg, store, request)))
+        batch = ids_of(pg, store, request)
         assert (
             request.run_key
             == f"{request.tags['webhook/route']}:{min(batch)}-{max(batch)}:{len(batch)}"
         )
-        # The run config names ids only: no payload field, no customer data.
+        assert int(request.tags["webhook/events"]) == len(batch)
+        # The run config names the id range only: no payload field, no customer data.
         assert set(request.run_config["ops"][next(iter(request.run_config["ops"]))]["config"]) == {
-            "inbox_ids"
+            "first_id",
+            "last_id",
         }
         assert "example.com" not in json.dumps(request.run_config) + json.dumps(request.tags)
     assert sizes == {
@@ -205,7 +219,7 @@ def test_sensor_emits_one_run_per_route_per_batch_naming_ids_only(pg, store):
         "webhook_github_pull_requests_job": [4, 1],
         "webhook_unknown_job": [3],
     }
-    emitted = [i for r in requests for i in ids_of(r)]
+    emitted = [i for r in requests for i in ids_of(pg, store, r)]
     assert sorted(emitted) == sorted(ids)  # every event once, no event twice
     # The same tick evaluated again (cursor not yet stored) names the same batches.
     again = tick(pg, store, None)
@@ -224,7 +238,8 @@ def test_small_batch_waits_without_holding_back_other_routes(pg, store):
         [("shop", "payment.received", sample_event("payment.received", n)) for n in range(3)],
     )
     first = tick(pg, patient, None)
-    assert [ids_of(r) for r in first.run_requests] == [payments]  # a full batch goes at once
+    # A full batch goes at once.
+    assert [ids_of(pg, store, r) for r in first.run_requests] == [payments]
     cursor = RouterCursor.parse(first.cursor)
     assert cursor.mark < (0, min(orders)) or cursor.mark[1] < min(orders)  # orders still ahead
     second = tick(pg, patient, first.cursor)
@@ -235,7 +250,7 @@ def test_small_batch_waits_without_holding_back_other_routes(pg, store):
     # Once the wait is over (here: a store that waits 0 s) the held events go, each once.
     hurried = tuned(patient, **{"max_wait_seconds": 0})
     final = tick(pg, hurried, first.cursor)
-    routed = sorted(ids_of(r) for r in final.run_requests)
+    routed = sorted(ids_of(pg, store, r) for r in final.run_requests)
     assert routed == sorted([orders, more])
     assert isinstance(tick(pg, hurried, final.cursor), dg.SkipReason)
 
@@ -254,7 +269,7 @@ def test_a_route_whose_last_run_has_not_started_accumulates_its_events(pg, store
         resources = {"postgres": pg, "webhook_store": store}
         with dg.build_sensor_context(instance=instance, resources=resources) as context:
             first = webhook_inbox_router(context)
-        assert [ids_of(r) for r in first.run_requests] == [payments]  # orders wait
+        assert [ids_of(pg, store, r) for r in first.run_requests] == [payments]  # orders wait
         instance.handle_run_event(  # the queued run starts: orders may go
             queued.run_id,
             dg.DagsterEvent(
@@ -265,7 +280,7 @@ def test_a_route_whose_last_run_has_not_started_accumulates_its_events(pg, store
             instance=instance, resources=resources, cursor=first.cursor
         ) as context:
             second = webhook_inbox_router(context)
-        assert [ids_of(r) for r in second.run_requests] == [orders]
+        assert [ids_of(pg, store, r) for r in second.run_requests] == [orders]
 
 
 def padded_order(n: int, pad_bytes: int) -> dict[str, Any]:
@@ -281,7 +296,8 @@ def test_a_batch_is_cut_at_max_batch_bytes_and_a_huge_event_goes_alone(pg, store
     )
     requests, _ = drain(pg, capped, want=len(ids))
     # Two 100 kB events fit under 250 kB, a third would not; 300 kB is over the cap alone.
-    assert [ids_of(r) for r in requests] == [ids[0:2], ids[2:3], ids[3:4], ids[4:6], ids[6:7]]
+    batches = [ids_of(pg, store, r) for r in requests]
+    assert batches == [ids[0:2], ids[2:3], ids[3:4], ids[4:6], ids[6:7]]
 
 
 def test_a_large_batch_is_applied_in_chunks_of_bounded_memory(pg, store):
@@ -328,10 +344,39 @@ def test_late_commit_is_not_skipped(pg, store):
             .as_string(None)
         )
     ]
-    assert sorted(i for r in requests for i in ids_of(r)) == sorted([early, late_id])
+    assert sorted(i for r in requests for i in ids_of(pg, store, r)) == sorted([early, late_id])
 
 
 # --- processors --------------------------------------------------------------------------------
+
+
+def test_a_batch_run_applies_only_its_routes_pending_events_in_its_id_range(pg, store):
+    first, payment, second, later = add(
+        pg,
+        store,
+        [
+            ("shop", "order.created", sample_event("order.created", 1)),
+            ("shop", "payment.received", sample_event("payment.received", 2)),
+            ("shop", "order.created", sample_event("order.created", 3)),
+            ("shop", "order.created", sample_event("order.created", 4)),
+        ],
+    )
+    result = run_batch(pg, store, "orders", [first, second])
+    assert result.success
+    state = outcomes(pg, store, [first, payment, second, later])
+    assert [state[i][0] for i in (first, payment, second, later)] == [
+        "processed",
+        "pending",  # another route's event inside the range is left to its own route
+        "processed",
+        "pending",  # past the range
+    ]
+    (materialization,) = result.get_asset_materialization_events()
+    assert materialization.materialization.metadata["events_requested"].value == 2
+    # The same range again: nothing of it is pending any more, nothing changes.
+    again = run_batch(pg, store, "orders", [first, second])
+    (repeat,) = again.get_asset_materialization_events()
+    assert repeat.materialization.metadata["events_requested"].value == 0
+    assert outcomes(pg, store, [first, second]) == {k: state[k] for k in (first, second)}
 
 
 def test_batch_records_each_outcome_and_a_malformed_event_fails_alone(pg, store):
@@ -423,10 +468,10 @@ def test_real_provider_events_are_routed_and_applied(pg, store):
         events.append((source, kind, payload))
     ids = add(pg, store, events)
     requests, _ = drain(pg, store, len(ids))
-    routes = {i: r.tags["webhook/route"] for r in requests for i in ids_of(r)}
+    routes = {i: r.tags["webhook/route"] for r in requests for i in ids_of(pg, store, r)}
     assert [routes[i] for i in ids] == [expected for *_, expected in PROVIDER_EVENTS]
     for request in requests:
-        assert run_batch(pg, store, request.tags["webhook/route"], ids_of(request)).success
+        assert run_requested(pg, store, request).success
     assert {s[0] for s in outcomes(pg, store, ids).values()} == {"processed"}
     assert table(pg, store, "webhook_users", "user_id, email, name") == [
         ("cus_QhQ8ZbYd1tWbL2", "jenny.rosen@example.org", "Jenny Rosen")
@@ -465,7 +510,7 @@ def test_unsigned_header_cannot_send_an_event_to_a_mismatched_processor(pg, stor
     )
     requests, _ = drain(pg, store, 3)
     for request in requests:
-        assert run_batch(pg, store, request.tags["webhook/route"], ids_of(request)).success
+        assert run_requested(pg, store, request).success
     state = outcomes(pg, store, ids)
     assert [state[i][:2] for i in ids] == [
         ("failed", "github_pull_requests: payload has no pull_request object"),

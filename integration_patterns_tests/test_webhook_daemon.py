@@ -171,7 +171,7 @@ def check_runs(url: str, events: int) -> list[dict]:
     assert len(done) <= events / 50, len(done)  # a small fraction of the events
     for run in finished:
         text = run["runConfigYaml"] + repr(run["tags"])
-        assert "inbox_ids" in run["runConfigYaml"]
+        assert "first_id" in run["runConfigYaml"]
         for leak in ("example.com", "cus-", "EUR", "payload"):
             assert leak not in text, (leak, run["runId"])
     return done

@@ -1,9 +1,10 @@
 """One asset, job and pair of backlog checks per route, built from the processor table.
 
-Each run applies one batch: the routing sensor names its inbox ids in the run config (never
-payloads), and the asset applies them set-based and records each event's outcome in the
-inbox (see ``batches.py``). A step that fails as a whole (the database went away) is retried
-by its retry policy; the batch is one transaction, so the retry starts from a clean state.
+Each run applies one batch: the routing sensor names its route and inbox id range in the run
+config (never payloads), and the asset applies the route's pending events in that range
+set-based and records each event's outcome in the inbox (see ``batches.py``). A step that
+fails as a whole (the database went away) is retried by its retry policy; each chunk of the
+batch is one transaction, so the retry applies just what is still pending.
 
 No ``from __future__ import annotations`` here: Dagster reads the ``config`` annotations
 at decoration time and cannot resolve them from strings.
@@ -14,7 +15,7 @@ from pydantic import Field
 
 from integration_patterns.defs.owners import INTEGRATIONS
 from integration_patterns.defs.webhooks.backlog import RouteBacklog, backlog, check_results
-from integration_patterns.defs.webhooks.batches import apply_batch
+from integration_patterns.defs.webhooks.batches import apply_batch, batch_ids
 from integration_patterns.defs.webhooks.external import GROUP, webhook_inbox
 from integration_patterns.defs.webhooks.processors import PROCESSORS
 from integration_patterns.defs.webhooks.routes import UNKNOWN
@@ -25,9 +26,16 @@ RETRY = dg.RetryPolicy(max_retries=4, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
 class WebhookBatch(dg.Config):
-    """The batch a run applies: inbox ids only, so no payload reaches run storage or the UI."""
+    """The batch a run applies, named by an inbox id range.
 
-    inbox_ids: list[int] = Field(description="webhook_inbox.id of each event of the batch.")
+    No payload (nor even a list of ids) reaches run storage or the UI.
+    """
+
+    first_id: int = Field(description="Lowest webhook_inbox.id of the batch.")
+    last_id: int = Field(
+        description="Highest webhook_inbox.id of the batch: the run applies this route's "
+        "events between first_id and last_id (inclusive) that are still pending."
+    )
 
 
 def asset_name(route: str) -> str:
@@ -60,7 +68,8 @@ def _processor_asset(route: str, description: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         with postgres.get_connection() as conn:
             webhook_store.ensure_tables(conn)
-            result = apply_batch(conn, webhook_store, route, config.inbox_ids, context.run.run_id)
+            ids = batch_ids(conn, webhook_store, route, config.first_id, config.last_id)
+            result = apply_batch(conn, webhook_store, route, ids, context.run.run_id)
         context.log.info(
             f"{route}: {result.processed} processed, {result.failed} failed, "
             f"{result.unrouted} unrouted of {result.requested} requested"

@@ -27,6 +27,16 @@ from integration_patterns.defs.webhooks.routes import UNKNOWN
 from integration_patterns.defs.webhooks.store import UNKNOWN_TABLE, WebhookStore
 from integration_patterns.inbox import FAILED, PENDING, PROCESSED, UNROUTED
 
+# A batch run is named by its route and inbox id range: its events are the route's events
+# in that range still pending, routed by the same table the sensor used.
+_MEMBERS = """
+SELECT id, source, event_type,
+       CASE WHEN event_type = ANY(%(with_action)s) THEN payload->>'action' END
+FROM {inbox}
+WHERE id BETWEEN %(first)s AND %(last)s AND status = ANY(%(statuses)s)
+ORDER BY id
+"""
+
 _SIZES = """
 SELECT id, pg_column_size(payload)
 FROM {inbox}
@@ -166,6 +176,38 @@ def _apply(
     result.processed += len(rows)
     result.failed += len(outcomes) - len(rows)
     return outcomes
+
+
+def batch_ids(
+    conn: "psycopg.Connection",
+    store: WebhookStore,
+    route: str,
+    first_id: int,
+    last_id: int,
+    *,
+    statuses: Sequence[str] = (PENDING,),
+) -> list[int]:
+    """The events of ``route`` with ``first_id <= id <= last_id`` whose status is in ``statuses``.
+
+    The sensor names a batch by this range rather than listing its ids, so a run's config stays
+    a few bytes (an 8,000-id list cost about 0.14 CPU-s at each of the four places Dagster
+    validates run config, on the critical path of every run). The range may also hold events
+    of this route the sensor has not emitted yet (committed late, or a batch still waiting to
+    fill): applying them early is harmless, since the later batch finds them no longer pending.
+    """
+    from psycopg import sql
+
+    with conn.transaction():
+        rows = conn.execute(
+            sql.SQL(_MEMBERS).format(inbox=store.inbox),
+            {
+                "first": first_id,
+                "last": last_id,
+                "statuses": list(statuses),
+                "with_action": store.action_types(),
+            },
+        ).fetchall()
+    return [i for i, source, kind, action in rows if store.route(source, kind, action) == route]
 
 
 def apply_batch(

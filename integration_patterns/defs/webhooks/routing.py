@@ -16,10 +16,12 @@ machine however few events it carries).
 The cursor keeps a low-water mark (every row up to it was emitted) plus, per route, the
 last row emitted, because a held batch of one route must not hold back the rows of another.
 The ``run_key`` names the batch (``<route>:<first id>-<last id>:<count>``), so a tick
-evaluated twice never launches a batch twice; and should a re-evaluated tick cut a batch
-differently, the processors claim events with ``SKIP LOCKED`` in ``pending`` status, so no
-event is applied twice either. Every ``REPORT_SECONDS`` the tick also reports each route's
-backlog as an observation and check results, without launching a run.
+evaluated twice never launches a batch twice. The run config holds the id range only (the run
+applies the route's events in it that are still pending); should a re-evaluated tick cut a
+batch differently, or two ranges of a route overlap, the processors claim events with
+``SKIP LOCKED`` in ``pending`` status, so no event is applied twice either. Every
+``REPORT_SECONDS`` the tick also reports each route's backlog as an observation and check
+results, without launching a run.
 """
 
 import json
@@ -32,7 +34,6 @@ import dagster as dg
 
 from integration_patterns.defs.webhooks.assets import ROUTE_ASSETS, ROUTE_JOBS, job_name
 from integration_patterns.defs.webhooks.backlog import RouteBacklog, backlog, check_evaluations
-from integration_patterns.defs.webhooks.routes import ANY
 from integration_patterns.defs.webhooks.store import WebhookStore
 from integration_patterns.resources.postgres import PostgresResource
 
@@ -110,18 +111,6 @@ class InboxEvent:
         return (self.txid, self.inbox_id)
 
 
-def _action_types(store: WebhookStore) -> list[str]:
-    """Event types whose route depends on the body's ``action`` (only those read the body)."""
-    return sorted(
-        {
-            key.rsplit(".", 1)[0]
-            for table in store.routes.values()
-            for key in table
-            if key != ANY and "." in key
-        }
-    )
-
-
 def cut(pending: list[InboxEvent], store: WebhookStore) -> list[tuple[list[InboxEvent], bool]]:
     """One route's pending events in batches, each with whether it is full.
 
@@ -181,13 +170,13 @@ def plan_batches(
 
 
 def run_request(route: str, batch: list[InboxEvent]) -> dg.RunRequest:
-    """The run that applies one batch: its ids, never its payloads."""
+    """The run that applies one batch: its id range, never its payloads."""
     ids = [e.inbox_id for e in batch]
     asset = ROUTE_ASSETS[route].key.path[-1]
     return dg.RunRequest(
         run_key=f"{route}:{min(ids)}-{max(ids)}:{len(ids)}",
         job_name=job_name(route),
-        run_config={"ops": {asset: {"config": {"inbox_ids": ids}}}},
+        run_config={"ops": {asset: {"config": {"first_id": min(ids), "last_id": max(ids)}}}},
         tags={"webhook/route": route, "webhook/events": str(len(ids))},
     )
 
@@ -263,7 +252,7 @@ def webhook_inbox_router(
                 "txid": cursor.mark[0],
                 "id": cursor.mark[1],
                 "limit": min(max(1, store.max_events_per_run) * SCAN_BATCHES, SCAN_ROWS),
-                "with_action": _action_types(store),
+                "with_action": store.action_types(),
             },
         ).fetchall()
         held_back = None

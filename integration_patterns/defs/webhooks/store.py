@@ -12,7 +12,7 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from integration_patterns.defs.webhooks.processors import PROCESSORS, Processor
-from integration_patterns.defs.webhooks.routes import DEFAULT_ROUTES, UNKNOWN, route_for
+from integration_patterns.defs.webhooks.routes import ANY, DEFAULT_ROUTES, UNKNOWN, route_for
 from integration_patterns.inbox import DEFAULT_SCHEMA, INBOX_TABLE, ensure_inbox
 from integration_patterns.resources.postgres import ensure_ddl
 
@@ -115,6 +115,17 @@ class WebhookStore(dg.ConfigurableResource):
     def route(self, source: str, event_type: str | None, action: str | None = None) -> str:
         """The processor for one event (``unknown`` when no route matches)."""
         return route_for(self.routes, source, event_type, action)
+
+    def action_types(self) -> list[str]:
+        """Event types whose route depends on the body's ``action`` (only those read the body)."""
+        return sorted(
+            {
+                key.rsplit(".", 1)[0]
+                for table in self.routes.values()
+                for key in table
+                if key != ANY and "." in key
+            }
+        )
 
     def table(self, name: str) -> "sql.Identifier":
         """A schema-qualified table name, quoted by psycopg (never string-built)."""

@@ -1,4 +1,4 @@
-"""``make demo``'s webhook section: signed events in, one run per route per batch out.
+"""``make demo``'s webhook section: signed events in, batched per route, due batches in one run.
 
 Sends one signed event of each routed type (plus an unknown type, a duplicate and a forged
 delivery) to a running receiver, evaluates the routing sensor as the daemon would, and
@@ -124,6 +124,7 @@ def run_demo(instance: dg.DagsterInstance, receiver_url: str) -> str:
         job_name = request.job_name or ""
         result = defs.resolve_job_def(job_name).execute_in_process(
             run_config=request.run_config,
+            asset_selection=request.asset_selection,
             instance=instance,
             tags={
                 **request.tags,
@@ -132,16 +133,16 @@ def run_demo(instance: dg.DagsterInstance, receiver_url: str) -> str:
             },
             raise_on_error=False,
         )
-        counts = ""
+        lines.append(
+            f"  run {result.run_id[:8]} {job_name} {run_key}: "
+            f"{'success' if result.success else 'FAILED'}"
+        )
         for event in result.get_asset_materialization_events():
             meta = event.step_materialization_data.materialization.metadata
             counts = ", ".join(
                 f"{meta[k].value} {k}" for k in ("processed", "failed", "unrouted") if k in meta
             )
-        lines.append(
-            f"  run {result.run_id[:8]} {job_name:<24} {run_key:<22} "
-            f"{'success' if result.success else 'FAILED'}: {counts}"
-        )
+            lines.append(f"    {meta['route'].value:<8} {counts}")
     with (
         dg.build_resources({"postgres": postgres, "webhook_store": store}) as resources,
         resources.postgres.get_connection() as conn,

@@ -109,13 +109,7 @@ JOBS = {
     "kafka_orders_batch",
     "order_results_drain",
     "orders_dead_letter_redrive",
-    "webhook_orders_job",
-    "webhook_payments_job",
-    "webhook_users_job",
-    "webhook_github_pushes_job",
-    "webhook_github_pull_requests_job",
-    "webhook_github_issues_job",
-    "webhook_unknown_job",
+    "webhook_batch_job",
     "webhook_replay_job",
 }
 RUNNING = dg.DefaultSensorStatus.RUNNING

@@ -88,10 +88,7 @@ IN_PROCESS_JOBS = [
     "partner_records_fetch",  # two steps, one after the other
     "customer_enrichment",  # reads aggregate in their databases; join and write follow
     "kafka_orders_batch",  # one op streaming a range
-    "webhook_orders_job",  # one step each
-    "webhook_payments_job",
-    "webhook_users_job",
-    "webhook_unknown_job",
+    "webhook_batch_job",  # a step per route in the batch, one after the other
 ]
 
 

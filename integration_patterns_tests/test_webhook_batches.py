@@ -25,7 +25,7 @@ from psycopg import sql
 
 from devstack.webhook_fixtures import sample_event
 from integration_patterns.defs.webhooks import batches
-from integration_patterns.defs.webhooks.assets import ROUTE_ASSETS, ROUTE_CHECKS, ROUTE_JOBS
+from integration_patterns.defs.webhooks.assets import BATCH_JOB, ROUTE_ASSETS, ROUTE_CHECKS
 from integration_patterns.defs.webhooks.batches import apply_batch, batch_ids
 from integration_patterns.defs.webhooks.processors import PROCESSORS, MalformedEventError
 from integration_patterns.defs.webhooks.replay import webhook_replay_job
@@ -73,6 +73,7 @@ def tuned(store: WebhookStore, **changes: Any) -> WebhookStore:
         "max_events_per_run": store.max_events_per_run,
         "max_wait_seconds": store.max_wait_seconds,
         "max_batch_bytes": store.max_batch_bytes,
+        "max_routes_per_run": store.max_routes_per_run,
     }
     return WebhookStore(**(fields | changes))
 
@@ -117,7 +118,9 @@ def drain(pg, store, want: int, cursor: str | None = None, timeout: float = 30.0
     """
     requests: list[dg.RunRequest] = []
     deadline = time.monotonic() + timeout
-    while sum(len(ids_of(pg, store, r)) for r in requests) < want and time.monotonic() < deadline:
+    while (
+        sum(len(events_of(pg, store, r)) for r in requests) < want and time.monotonic() < deadline
+    ):
         result = tick(pg, store, cursor)
         if isinstance(result, dg.SensorResult):
             requests += result.run_requests or []
@@ -127,20 +130,25 @@ def drain(pg, store, want: int, cursor: str | None = None, timeout: float = 30.0
     return requests, cursor
 
 
-def ids_of(pg, store, request: dg.RunRequest) -> list[int]:
-    """The pending events the request's run would apply: its route's ids in its id range."""
-    ((_, op_config),) = request.run_config["ops"].items()
-    config = op_config["config"]
+def batches_of(pg, store, request: dg.RunRequest) -> dict[str, list[int]]:
+    """The pending events the request's run would apply, per route: its ids in its id range."""
+    batches = {}
     with pg.get_connection() as conn:
-        return batch_ids(
-            conn, store, request.tags["webhook/route"], config["first_id"], config["last_id"]
-        )
+        for route in request.tags["webhook/routes"].split(","):
+            config = request.run_config["ops"][ROUTE_ASSETS[route].key.path[-1]]["config"]
+            batches[route] = batch_ids(conn, store, route, config["first_id"], config["last_id"])
+    return batches
+
+
+def events_of(pg, store, request: dg.RunRequest) -> list[int]:
+    """Every event the request's run would apply."""
+    return sorted(i for ids in batches_of(pg, store, request).values() for i in ids)
 
 
 def defs_for(pg, store) -> dg.Definitions:
     return dg.Definitions(
         assets=list(ROUTE_ASSETS.values()),
-        jobs=[*ROUTE_JOBS.values(), webhook_replay_job],
+        jobs=[BATCH_JOB, webhook_replay_job],
         asset_checks=ROUTE_CHECKS,
         resources={"postgres": pg, "webhook_store": store},
     )
@@ -148,9 +156,10 @@ def defs_for(pg, store) -> dg.Definitions:
 
 def run_batch(pg, store, route: str, ids: list[int], **kwargs) -> dg.ExecuteInProcessResult:
     asset = ROUTE_ASSETS[route].key.path[-1]
-    job = defs_for(pg, store).resolve_job_def(ROUTE_JOBS[route].name)
+    job = defs_for(pg, store).resolve_job_def(BATCH_JOB.name)
     return job.execute_in_process(
         run_config={"ops": {asset: {"config": {"first_id": min(ids), "last_id": max(ids)}}}},
+        asset_selection=[ROUTE_ASSETS[route].key],
         **kwargs,
     )
 
@@ -158,7 +167,9 @@ def run_batch(pg, store, route: str, ids: list[int], **kwargs) -> dg.ExecuteInPr
 def run_requested(pg, store, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     """The run a sensor requested, executed in process with the request's own config."""
     job = defs_for(pg, store).resolve_job_def(request.job_name or "")
-    return job.execute_in_process(run_config=request.run_config, tags=request.tags)
+    return job.execute_in_process(
+        run_config=request.run_config, asset_selection=request.asset_selection, tags=request.tags
+    )
 
 
 def outcomes(pg, store, ids: list[int]) -> dict[int, tuple]:
@@ -198,33 +209,42 @@ def test_sensor_emits_one_run_per_route_per_batch_naming_ids_only(pg, store):
     first = tick(pg, store, None)
     assert isinstance(first, dg.SensorResult)
     requests = first.run_requests or []
-    sizes: dict[str, list[int]] = {}
+    # One run per round: the k-th batch of every route shares the k-th run.
+    assert [{r: len(ids) for r, ids in batches_of(pg, store, q).items()} for q in requests] == [
+        {"orders": 4, "payments": 4, "github_pull_requests": 4, "unknown": 3},
+        {"orders": 4, "payments": 3, "github_pull_requests": 1},
+        {"orders": 2},
+    ]
     for request in requests:
-        sizes.setdefault(request.job_name or "", []).append(len(ids_of(pg, store, request)))
-        batch = ids_of(pg, store, request)
-        assert (
-            request.run_key
-            == f"{request.tags['webhook/route']}:{min(batch)}-{max(batch)}:{len(batch)}"
+        batches = batches_of(pg, store, request)
+        assert request.job_name == "webhook_batch_job"
+        assert request.asset_selection == [ROUTE_ASSETS[r].key for r in sorted(batches)]
+        assert request.run_key == "+".join(
+            f"{r}:{min(ids)}-{max(ids)}:{len(ids)}" for r, ids in sorted(batches.items())
         )
-        assert int(request.tags["webhook/events"]) == len(batch)
-        # The run config names the id range only: no payload field, no customer data.
-        assert set(request.run_config["ops"][next(iter(request.run_config["ops"]))]["config"]) == {
+        assert int(request.tags["webhook/events"]) == len(events_of(pg, store, request))
+        # The run config names id ranges only: no payload field, no customer data.
+        assert {k for op in request.run_config["ops"].values() for k in op["config"]} == {
             "first_id",
             "last_id",
         }
         assert "example.com" not in json.dumps(request.run_config) + json.dumps(request.tags)
-    assert sizes == {
-        "webhook_orders_job": [4, 4, 2],
-        "webhook_payments_job": [4, 3],
-        "webhook_github_pull_requests_job": [4, 1],
-        "webhook_unknown_job": [3],
-    }
-    emitted = [i for r in requests for i in ids_of(pg, store, r)]
+    emitted = [i for r in requests for i in events_of(pg, store, r)]
     assert sorted(emitted) == sorted(ids)  # every event once, no event twice
     # The same tick evaluated again (cursor not yet stored) names the same batches.
     again = tick(pg, store, None)
     assert [r.run_key for r in again.run_requests] == [r.run_key for r in requests]
     assert isinstance(tick(pg, store, first.cursor), dg.SkipReason)
+    # WEBHOOK_MAX_ROUTES_PER_RUN=2: the same batches, at most two routes in a run.
+    paired = tick(pg, tuned(store, max_routes_per_run=2), None).run_requests
+    assert [sorted(batches_of(pg, store, r)) for r in paired] == [
+        ["orders", "payments"],
+        ["github_pull_requests", "unknown"],
+        ["orders", "payments"],
+        ["github_pull_requests"],
+        ["orders"],
+    ]
+    assert sorted(i for r in paired for i in events_of(pg, store, r)) == sorted(ids)
 
 
 def test_small_batch_waits_without_holding_back_other_routes(pg, store):
@@ -239,7 +259,7 @@ def test_small_batch_waits_without_holding_back_other_routes(pg, store):
     )
     first = tick(pg, patient, None)
     # A full batch goes at once.
-    assert [ids_of(pg, store, r) for r in first.run_requests] == [payments]
+    assert [batches_of(pg, store, r) for r in first.run_requests] == [{"payments": payments}]
     cursor = RouterCursor.parse(first.cursor)
     assert cursor.mark < (0, min(orders)) or cursor.mark[1] < min(orders)  # orders still ahead
     second = tick(pg, patient, first.cursor)
@@ -250,8 +270,9 @@ def test_small_batch_waits_without_holding_back_other_routes(pg, store):
     # Once the wait is over (here: a store that waits 0 s) the held events go, each once.
     hurried = tuned(patient, **{"max_wait_seconds": 0})
     final = tick(pg, hurried, first.cursor)
-    routed = sorted(ids_of(pg, store, r) for r in final.run_requests)
-    assert routed == sorted([orders, more])
+    assert [batches_of(pg, store, r) for r in final.run_requests] == [
+        {"orders": orders, "payments": more}
+    ]
     assert isinstance(tick(pg, hurried, final.cursor), dg.SkipReason)
 
 
@@ -260,16 +281,17 @@ def test_a_route_whose_last_run_has_not_started_accumulates_its_events(pg, store
     payments = add(pg, store, [("shop", "payment.received", sample_event("payment.received", 1))])
     with dg.DagsterInstance.ephemeral() as instance:
         queued = dg.DagsterRun(
-            job_name="webhook_orders_job",
+            job_name="webhook_batch_job",
             run_id=str(uuid.uuid4()),
             status=dg.DagsterRunStatus.NOT_STARTED,
-            tags={"dagster/sensor_name": "webhook_inbox_router", "webhook/route": "orders"},
+            tags={"dagster/sensor_name": "webhook_inbox_router", "webhook/routes": "orders"},
         )
         instance.add_run(queued)
         resources = {"postgres": pg, "webhook_store": store}
         with dg.build_sensor_context(instance=instance, resources=resources) as context:
             first = webhook_inbox_router(context)
-        assert [ids_of(pg, store, r) for r in first.run_requests] == [payments]  # orders wait
+        # Orders wait for their run to start.
+        assert [batches_of(pg, store, r) for r in first.run_requests] == [{"payments": payments}]
         instance.handle_run_event(  # the queued run starts: orders may go
             queued.run_id,
             dg.DagsterEvent(
@@ -280,7 +302,7 @@ def test_a_route_whose_last_run_has_not_started_accumulates_its_events(pg, store
             instance=instance, resources=resources, cursor=first.cursor
         ) as context:
             second = webhook_inbox_router(context)
-        assert [ids_of(pg, store, r) for r in second.run_requests] == [orders]
+        assert [batches_of(pg, store, r) for r in second.run_requests] == [{"orders": orders}]
 
 
 def padded_order(n: int, pad_bytes: int) -> dict[str, Any]:
@@ -296,7 +318,7 @@ def test_a_batch_is_cut_at_max_batch_bytes_and_a_huge_event_goes_alone(pg, store
     )
     requests, _ = drain(pg, capped, want=len(ids))
     # Two 100 kB events fit under 250 kB, a third would not; 300 kB is over the cap alone.
-    batches = [ids_of(pg, store, r) for r in requests]
+    batches = [batches_of(pg, store, r)["orders"] for r in requests]
     assert batches == [ids[0:2], ids[2:3], ids[3:4], ids[4:6], ids[6:7]]
 
 
@@ -344,7 +366,7 @@ def test_late_commit_is_not_skipped(pg, store):
             .as_string(None)
         )
     ]
-    assert sorted(i for r in requests for i in ids_of(pg, store, r)) == sorted([early, late_id])
+    assert sorted(i for r in requests for i in events_of(pg, store, r)) == sorted([early, late_id])
 
 
 # --- processors --------------------------------------------------------------------------------
@@ -468,7 +490,9 @@ def test_real_provider_events_are_routed_and_applied(pg, store):
         events.append((source, kind, payload))
     ids = add(pg, store, events)
     requests, _ = drain(pg, store, len(ids))
-    routes = {i: r.tags["webhook/route"] for r in requests for i in ids_of(pg, store, r)}
+    routes = {
+        i: route for r in requests for route, ids in batches_of(pg, store, r).items() for i in ids
+    }
     assert [routes[i] for i in ids] == [expected for *_, expected in PROVIDER_EVENTS]
     for request in requests:
         assert run_requested(pg, store, request).success

@@ -1,1 +1,1 @@
-"""Webhooks: the receiver's inbox -> a routing sensor -> one run per route per batch -> entities."""
+"""Webhooks: the receiver's inbox -> a routing sensor -> batches per route, sharing runs -> entities."""

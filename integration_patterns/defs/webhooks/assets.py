@@ -1,10 +1,11 @@
-"""One asset, job and pair of backlog checks per route, built from the processor table.
+"""One asset and pair of backlog checks per route, built from the processor table; one batch job.
 
-Each run applies one batch: the routing sensor names its route and inbox id range in the run
-config (never payloads), and the asset applies the route's pending events in that range
-set-based and records each event's outcome in the inbox (see ``batches.py``). A step that
-fails as a whole (the database went away) is retried by its retry policy; each chunk of the
-batch is one transaction, so the retry applies just what is still pending.
+Each run applies one batch: the routing sensor selects the routes with events due and names
+each one's inbox id range in the run config (never payloads). Each route's asset applies the
+route's pending events in its range set-based and records each event's outcome in the inbox
+(see ``batches.py``). A step that fails as a whole (the database went away) is retried by its
+retry policy, and the other routes' steps go on; each chunk of a batch is one transaction,
+so the retry applies just what is still pending.
 
 No ``from __future__ import annotations`` here: Dagster reads the ``config`` annotations
 at decoration time and cannot resolve them from strings.
@@ -41,11 +42,6 @@ class WebhookBatch(dg.Config):
 def asset_name(route: str) -> str:
     """The asset a route materializes (``webhook_<table suffix>``)."""
     return UNKNOWN_TABLE if route == UNKNOWN else PROCESSORS[route].table
-
-
-def job_name(route: str) -> str:
-    """The job that applies one batch of a route."""
-    return f"webhook_{route}_job"
 
 
 def _processor_asset(route: str, description: str) -> dg.AssetsDefinition:
@@ -116,27 +112,28 @@ _DESCRIPTIONS = {name: p.description for name, p in PROCESSORS.items()} | {
 ROUTE_ASSETS: dict[str, dg.AssetsDefinition] = {
     route: _processor_asset(route, text) for route, text in _DESCRIPTIONS.items()
 }
-ROUTE_JOBS = {
-    route: dg.define_asset_job(
-        job_name(route),
-        # The backlog checks run on their own (or from the sensor), not in every batch run;
-        # one step needs no subprocess of its own.
-        selection=dg.AssetSelection.assets(asset).without_checks(),
-        executor_def=dg.in_process_executor,
-        description=f"Apply one batch of {route} events from the webhook inbox.",
-        # A whole run that fails (launch timed out, worker died) is run again by the daemon.
-        tags={"webhook/route": route, "dagster/max_retries": "3"},
-    )
-    for route, asset in ROUTE_ASSETS.items()
-}
+# One job for every route: a run applies one batch of each route it selects, a step per route.
+# A run costs seconds of process start and code load whatever it carries, so one run per
+# route per batch multiplied that cost by the number of busy routes (see routing.py).
+BATCH_JOB = dg.define_asset_job(
+    "webhook_batch_job",
+    # The backlog checks run on their own (or from the sensor), not in every batch run;
+    # steps run one after the other in the run's own process.
+    selection=dg.AssetSelection.assets(*ROUTE_ASSETS.values()).without_checks(),
+    executor_def=dg.in_process_executor,
+    description="Apply one batch of webhook events from the inbox: one step per route the "
+    "sensor selected, each applying that route's pending events in its id range.",
+    # A whole run that fails (launch timed out, worker died) is run again by the daemon.
+    tags={"dagster/max_retries": "3"},
+)
 ROUTE_CHECKS = [_backlog_checks(route, asset) for route, asset in ROUTE_ASSETS.items()]
 
 
 @dg.definitions
 def webhook_processors() -> dg.Definitions:
-    """Every route's asset, job and backlog checks."""
+    """Every route's asset and backlog checks, and the batch job."""
     return dg.Definitions(
         assets=list(ROUTE_ASSETS.values()),
-        jobs=list(ROUTE_JOBS.values()),
+        jobs=[BATCH_JOB],
         asset_checks=ROUTE_CHECKS,
     )

@@ -20,6 +20,7 @@ def webhook_resources() -> dg.Definitions:
                 max_events_per_run=dg.EnvVar.int("WEBHOOK_MAX_EVENTS_PER_RUN"),
                 max_batch_bytes=dg.EnvVar.int("WEBHOOK_MAX_BATCH_BYTES"),
                 max_wait_seconds=dg.EnvVar.int("WEBHOOK_MAX_WAIT_SECONDS"),
+                max_routes_per_run=dg.EnvVar.int("WEBHOOK_MAX_ROUTES_PER_RUN"),
                 routes=routes_from_env(),
             )
         }

@@ -1,4 +1,4 @@
-"""The inbox sensor: pending events become one run per route per batch.
+"""The inbox sensor: pending events become batches per route, and the due batches one run.
 
 Each tick reads new inbox rows (metadata only, never payloads) in ``(txid, id)`` order, and
 only from transactions older than every transaction still running
@@ -6,7 +6,12 @@ only from transactions older than every transaction still running
 that sorts before them, so a late commit is never skipped. Each row is routed by the
 routing table, and each route's rows are cut into batches of ``max_events_per_run`` events
 or ``max_batch_bytes`` of stored payload, whichever comes first; a last batch short of both
-waits until its oldest event has waited ``max_wait_seconds``.
+waits until its oldest event has waited ``max_wait_seconds``. The batches due in a tick share
+a run (``webhook_batch_job``, one step per route selected; at most ``max_routes_per_run``
+routes, 0 = all): a run costs seconds of process start and code load whatever it carries,
+and one run per route per batch multiplied that by the number of busy routes, which on a
+2-core machine doubled every event's latency (``bench/webhook_e2e.py``). A route with a
+second full batch in the same tick gets it in a second run.
 
 A route whose last batch run has not started yet (queued behind the run queue, or still
 starting) gets no new run: its events keep accumulating into the next batch, so when runs are
@@ -15,13 +20,13 @@ machine however few events it carries).
 
 The cursor keeps a low-water mark (every row up to it was emitted) plus, per route, the
 last row emitted, because a held batch of one route must not hold back the rows of another.
-The ``run_key`` names the batch (``<route>:<first id>-<last id>:<count>``), so a tick
-evaluated twice never launches a batch twice. The run config holds the id range only (the run
-applies the route's events in it that are still pending); should a re-evaluated tick cut a
-batch differently, or two ranges of a route overlap, the processors claim events with
-``SKIP LOCKED`` in ``pending`` status, so no event is applied twice either. Every
-``REPORT_SECONDS`` the tick also reports each route's backlog as an observation and check
-results, without launching a run.
+The ``run_key`` names each route's batch (``<route>:<first id>-<last id>:<count>``, joined by
+``+``), so a tick evaluated twice never launches a batch twice. The run config holds each
+route's id range only (its step applies the route's events in it that are still pending);
+should a re-evaluated tick cut a batch differently, or two ranges of a route overlap, the
+processors claim events with ``SKIP LOCKED`` in ``pending`` status, so no event is applied
+twice either. Every ``REPORT_SECONDS`` the tick also reports each route's backlog as an
+observation and check results, without launching a run.
 """
 
 import json
@@ -32,7 +37,7 @@ from typing import Any
 
 import dagster as dg
 
-from integration_patterns.defs.webhooks.assets import ROUTE_ASSETS, ROUTE_JOBS, job_name
+from integration_patterns.defs.webhooks.assets import BATCH_JOB, ROUTE_ASSETS
 from integration_patterns.defs.webhooks.backlog import RouteBacklog, backlog, check_evaluations
 from integration_patterns.defs.webhooks.store import WebhookStore
 from integration_patterns.resources.postgres import PostgresResource
@@ -169,15 +174,57 @@ def plan_batches(
     return due, RouterCursor(mark=max(mark, cursor.mark), routes=routes)
 
 
-def run_request(route: str, batch: list[InboxEvent]) -> dg.RunRequest:
-    """The run that applies one batch: its id range, never its payloads."""
-    ids = [e.inbox_id for e in batch]
-    asset = ROUTE_ASSETS[route].key.path[-1]
+def runs_for(
+    due: list[tuple[str, list[InboxEvent]]], max_routes: int = 0
+) -> list[dict[str, list[InboxEvent]]]:
+    """Due batches grouped into runs: the k-th batch of every route shares the k-th run.
+
+    A run costs seconds of process start and code load whatever it carries, so the routes'
+    batches share a run rather than each starting its own; ``max_routes`` (0 = no limit)
+    caps how many routes one run takes.
+    """
+    rounds: list[dict[str, list[InboxEvent]]] = []
+    taken: dict[str, int] = {}
+    for route, batch in due:
+        k = taken.get(route, 0)
+        taken[route] = k + 1
+        if k == len(rounds):
+            rounds.append({})
+        rounds[k][route] = batch
+    if max_routes <= 0:
+        return rounds
+    return [
+        {r: batches[r] for r in list(batches)[i : i + max_routes]}
+        for batches in rounds
+        for i in range(0, len(batches), max_routes)
+    ]
+
+
+def run_request(batches: dict[str, list[InboxEvent]]) -> dg.RunRequest:
+    """The run that applies one batch of each of these routes: id ranges, never payloads.
+
+    The run key names every route's range and count (``orders:1-9:5+payments:2-8:4``).
+    """
+    routes = sorted(batches)
+    ranges = {
+        r: (min(e.inbox_id for e in b), max(e.inbox_id for e in b)) for r, b in batches.items()
+    }
     return dg.RunRequest(
-        run_key=f"{route}:{min(ids)}-{max(ids)}:{len(ids)}",
-        job_name=job_name(route),
-        run_config={"ops": {asset: {"config": {"first_id": min(ids), "last_id": max(ids)}}}},
-        tags={"webhook/route": route, "webhook/events": str(len(ids))},
+        run_key="+".join(f"{r}:{ranges[r][0]}-{ranges[r][1]}:{len(batches[r])}" for r in routes),
+        job_name=BATCH_JOB.name,
+        asset_selection=[ROUTE_ASSETS[r].key for r in routes],
+        run_config={
+            "ops": {
+                ROUTE_ASSETS[r].key.path[-1]: {
+                    "config": {"first_id": ranges[r][0], "last_id": ranges[r][1]}
+                }
+                for r in routes
+            }
+        },
+        tags={
+            "webhook/routes": ",".join(routes),
+            "webhook/events": str(sum(len(b) for b in batches.values())),
+        },
     )
 
 
@@ -207,7 +254,7 @@ def routes_not_started(context: dg.SensorEvaluationContext) -> frozenset[str]:
             created_after=datetime.now(UTC) - timedelta(seconds=STUCK_RUN_SECONDS),
         )
     )
-    return frozenset(run.tags.get("webhook/route", "") for run in runs)
+    return frozenset(r for run in runs for r in run.tags.get("webhook/routes", "").split(","))
 
 
 def _backlog_events(conn: Any, store: WebhookStore) -> list[Any]:
@@ -222,13 +269,14 @@ def _backlog_events(conn: Any, store: WebhookStore) -> list[Any]:
 
 @dg.sensor(
     name=SENSOR_NAME,
-    jobs=list(ROUTE_JOBS.values()),
+    jobs=[BATCH_JOB],
     # Ticks are cheap (one indexed scan of metadata); each second of interval is added to
     # the latency of the events that just missed a tick.
     minimum_interval_seconds=1,
     default_status=dg.DefaultSensorStatus.RUNNING,  # webhooks should flow without a click
-    description="Routes pending webhook_inbox events to their processor, one run per route "
-    "per batch (up to max_events_per_run events or max_wait_seconds of waiting).",
+    description="Routes pending webhook_inbox events to their processors in batches (up to "
+    "max_events_per_run events or max_wait_seconds of waiting per route), one run for the "
+    "batches of all routes due.",
 )
 def webhook_inbox_router(
     context: dg.SensorEvaluationContext,
@@ -269,10 +317,10 @@ def webhook_inbox_router(
     ]
     due, after = plan_batches(events, cursor, store, routes_not_started(context))
     after.reported_at = time.time() if report else cursor.reported_at
-    requests = [run_request(route, batch) for route, batch in due]
+    requests = [run_request(b) for b in runs_for(due, store.max_routes_per_run)]
     if requests:
         counts = ", ".join(f"{route} {len(batch)}" for route, batch in due)
-        context.log.info(f"routing {len(requests)} batch(es): {counts}")
+        context.log.info(f"routing {len(due)} batch(es) in {len(requests)} run(s): {counts}")
     if not requests and not asset_events and after.dump() == cursor.dump():
         if held_back and held_back[0]:
             return dg.SkipReason(

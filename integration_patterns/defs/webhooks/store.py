@@ -93,6 +93,13 @@ class WebhookStore(dg.ConfigurableResource):
         description="A route with fewer pending events gets a run once its oldest pending "
         "event has waited this long.",
     )
+    max_routes_per_run: int = Field(
+        default=0,
+        description="Most routes whose batches share one run (a step each); 0 = every route "
+        "with a batch due. A run costs seconds of process start and code load whatever it "
+        "carries, so sharing divides that cost by the number of busy routes; 1 gives each "
+        "route's batch a run of its own (routes isolated in their own runs and retries).",
+    )
     routes: dict[str, dict[str, str]] = Field(
         default=DEFAULT_ROUTES,
         description="Routing table per source ('*' = every source): event type (or "

@@ -1,1 +1,1 @@
-"""Webhooks: the receiver's inbox -> a routing sensor -> batches per route, sharing runs -> entities."""
+"""Webhooks: the inbox -> a routing sensor -> batches per route, sharing runs -> entities."""

@@ -6,6 +6,7 @@ calls ``bench.report.write``.
 
 import importlib
 import pkgutil
+import signal
 import sys
 from pathlib import Path
 
@@ -24,6 +25,9 @@ def main(argv: list[str]) -> int:
     if unknown:
         sys.stderr.write(f"unknown benchmark(s) {sorted(unknown)}; available: {available}\n")
         return 2
+    # SIGTERM unwinds like Ctrl-C: each benchmark's context managers stop the stacks they
+    # started (receiver, webserver, daemon), which Python's default SIGTERM would leave behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for name in chosen:
         importlib.import_module(f"bench.{name}").main()
     return 0

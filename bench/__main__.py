@@ -15,6 +15,16 @@ from pathlib import Path
 SKIP = {"report", "__main__", "minimal_location", "step_timeline"}
 
 
+def _exit_once(signum: int, _frame: object) -> None:
+    """Exit on the first SIGTERM and ignore repeats.
+
+    ``uv run`` forwards the SIGTERM it got, so a second one cannot interrupt the cleanup the
+    first one started.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
     """Run the named benchmarks, or every one."""
     available = sorted(
@@ -27,7 +37,7 @@ def main(argv: list[str]) -> int:
         return 2
     # SIGTERM unwinds like Ctrl-C: each benchmark's context managers stop the stacks they
     # started (receiver, webserver, daemon), which Python's default SIGTERM would leave behind.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _exit_once)
     for name in chosen:
         importlib.import_module(f"bench.{name}").main()
     return 0

@@ -66,7 +66,7 @@ def _processor_asset(route: str, description: str) -> dg.AssetsDefinition:
             webhook_store.ensure_tables(conn)
             ids = batch_ids(conn, webhook_store, route, config.first_id, config.last_id)
             result = apply_batch(conn, webhook_store, route, ids, context.run.run_id)
-        # One log line per run, failures included: each log line is a write to Dagster's event
+        # One log line per step, failures included: each log line is a write to Dagster's event
         # log (a connection and an insert), and the full list is in the inbox already.
         summary = (
             f"{route}: {result.processed} processed, {result.failed} failed, "

@@ -97,8 +97,8 @@ _LOGS = """
 query L($id: ID!) { logsForRun(runId: $id) { ... on EventConnection {
   events { __typename ... on MessageEvent { timestamp } } } } }
 """
-_PHASES = {  # event type -> the phase it ends, in order
-    "RunDequeuedEvent": "queued",
+_PHASES = {  # event type -> the phase it ends, in order (the daemon logs no RunDequeued)
+    "RunStartingEvent": "queued",
     "RunStartEvent": "launching",
     "ExecutionStepStartEvent": "run_setup",
     "RunSuccessEvent": "applying",
@@ -123,8 +123,10 @@ def wait_drained(
 def run_phases(url: str, run_id: str, run: dict[str, Any]) -> dict[str, float]:
     """Seconds a run spent in each phase, from its events.
 
-    Queued (created to dequeued), launching (to RUN_START: process start and code load), run
-    setup (to the step's start: instance, resources) and applying (to the run's success).
+    Queued (created to STARTING: the run queue and the daemon's dequeue interval), launching
+    (to RUN_START: process start and code load), run setup (to the first step's start:
+    instance, resources) and applying (to the run's success). A phase whose closing event
+    is missing is left out rather than counted as zero.
     """
     events = graphql(url, _LOGS, {"id": run_id})["logsForRun"]["events"]
     at = {e["__typename"]: int(e["timestamp"]) / 1000 for e in reversed(events)}
@@ -211,7 +213,7 @@ def main() -> None:
                     "newest_event_to_run_created_s_median": median(created),
                     "run_created_to_started_s_median": median(launch),
                     "newest_event_to_run_start_s_median": median(waits),
-                    **{f"run_{phase}_s_median": median(v) for phase, v in by_phase.items()},
+                    **{f"run_{phase}_s_median": median(v) for phase, v in by_phase.items() if v},
                     "load_average_at_start": [round(x, 1) for x in load],
                     "load": f"{SECONDS}s, {CONNECTIONS} keep-alive connections, 1% malformed",
                 },

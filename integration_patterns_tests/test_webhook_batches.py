@@ -195,7 +195,7 @@ def table(pg, store, name: str, columns: str, order: str = "1") -> list[tuple]:
 # --- routing sensor --------------------------------------------------------------------------
 
 
-def test_sensor_emits_one_run_per_route_per_batch_naming_ids_only(pg, store):
+def test_sensor_emits_due_batches_in_shared_runs_naming_id_ranges_only(pg, store):
     store = tuned(store, **{"max_events_per_run": 4})
     events = (
         [("shop", "order.created", sample_event("order.created", n)) for n in range(10)]

@@ -28,6 +28,7 @@ mutation S($selector: SensorSelector!) {
 _RUNS = """
 { runsOrError { ... on Runs { results {
     runId jobName status runConfigYaml tags { key value } startTime endTime
+    assetCheckSelection { name }
 } } } }
 """
 _UNFINISHED = """

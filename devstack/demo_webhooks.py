@@ -122,9 +122,12 @@ def run_demo(instance: dg.DagsterInstance, receiver_url: str) -> str:
             lines.append(f"  {run_key}: already run, skipped (run keys are unique)")
             continue
         job_name = request.job_name or ""
-        result = defs.resolve_job_def(job_name).execute_in_process(
+        job = defs.resolve_job_def(job_name).get_subset(
+            asset_selection=set(request.asset_selection or []),
+            asset_check_selection=set(request.asset_check_keys or []),
+        )
+        result = job.execute_in_process(
             run_config=request.run_config,
-            asset_selection=request.asset_selection,
             instance=instance,
             tags={
                 **request.tags,

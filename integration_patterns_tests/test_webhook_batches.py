@@ -157,19 +157,21 @@ def defs_for(pg, store) -> dg.Definitions:
 def run_batch(pg, store, route: str, ids: list[int], **kwargs) -> dg.ExecuteInProcessResult:
     asset = ROUTE_ASSETS[route].key.path[-1]
     job = defs_for(pg, store).resolve_job_def(BATCH_JOB.name)
-    return job.execute_in_process(
+    subset = job.get_subset(asset_selection={ROUTE_ASSETS[route].key}, asset_check_selection=set())
+    return subset.execute_in_process(
         run_config={"ops": {asset: {"config": {"first_id": min(ids), "last_id": max(ids)}}}},
-        asset_selection=[ROUTE_ASSETS[route].key],
         **kwargs,
     )
 
 
 def run_requested(pg, store, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-    """The run a sensor requested, executed in process with the request's own config."""
+    """The run a sensor requested, executed in process with the request's own selection."""
     job = defs_for(pg, store).resolve_job_def(request.job_name or "")
-    return job.execute_in_process(
-        run_config=request.run_config, asset_selection=request.asset_selection, tags=request.tags
+    subset = job.get_subset(
+        asset_selection=set(request.asset_selection or []),
+        asset_check_selection=set(request.asset_check_keys or []),
     )
+    return subset.execute_in_process(run_config=request.run_config, tags=request.tags)
 
 
 def outcomes(pg, store, ids: list[int]) -> dict[int, tuple]:
@@ -219,6 +221,7 @@ def test_sensor_emits_due_batches_in_shared_runs_naming_id_ranges_only(pg, store
         batches = batches_of(pg, store, request)
         assert request.job_name == "webhook_batch_job"
         assert request.asset_selection == [ROUTE_ASSETS[r].key for r in sorted(batches)]
+        assert request.asset_check_keys == []  # backlog checks are not a step of batch runs
         assert request.run_key == "+".join(
             f"{r}:{min(ids)}-{max(ids)}:{len(ids)}" for r, ids in sorted(batches.items())
         )
@@ -394,6 +397,7 @@ def test_a_batch_run_applies_only_its_routes_pending_events_in_its_id_range(pg, 
     ]
     (materialization,) = result.get_asset_materialization_events()
     assert materialization.materialization.metadata["events_requested"].value == 2
+    assert result.get_asset_check_evaluations() == []  # one step: the route's, no checks
     # The same range again: nothing of it is pending any more, nothing changes.
     again = run_batch(pg, store, "orders", [first, second])
     (repeat,) = again.get_asset_materialization_events()
